@@ -1,0 +1,218 @@
+"""The `pipeline` command: one subcommand per stage, named as in dvc.yaml and params.yaml.
+
+Commands stay thin: parse flags, build a StageContext, call `stages.<name>.run`. Heavy libraries are
+imported inside the commands so that `pipeline --help` is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline import __version__
+
+log = logging.getLogger("pipeline")
+
+# Errors a user can act on: printed as one message (the traceback only with -v).
+USER_ERRORS = (
+    "pipeline.manifest.ManifestError",
+    "pipeline.params.ParamsError",
+    "pipeline.sequences.IndexTableError",
+    "pipeline.store.StoreError",
+    "pipeline.runner.StageError",
+    "pipeline.datasets.DatasetError",
+)
+
+
+class PipelineGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as err:  # turn known user errors into clean messages
+            name = f"{type(err).__module__}.{type(err).__qualname__}"
+            if any(name == e for e in USER_ERRORS) and logging.getLogger().level > logging.DEBUG:
+                raise click.ClickException(str(err)) from err
+            raise
+
+
+dataset_option = click.option("--dataset", "-d", required=True, help="Dataset name from the manifest.")
+scheduler_option = click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="dask.distributed scheduler address (e.g. tcp://host:8786); default: local workers.",
+)
+workers_option = click.option(
+    "--workers", "-j", type=int, default=None, help="Local worker processes (default: all cores)."
+)
+
+
+@click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pipeline")
+@click.option("-v", "--verbose", count=True, help="Debug logging, and full tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    default=Path("data_manifest.yaml"),
+    show_default=True,
+    help="Dataset manifest to use.",
+)
+@click.option(
+    "--params",
+    "params_path",
+    type=click.Path(path_type=Path),
+    default=Path("params.yaml"),
+    show_default=True,
+    help="Params file (the tracked source of every value that changes an output).",
+)
+@click.option(
+    "--store-root",
+    default="data",
+    show_default=True,
+    help="Folder or fsspec URL under which <dataset>/<artifact>.zarr stores live.",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool, manifest: Path, params_path: Path, store_root: str):
+    """Extract video features once, cache them in Zarr under DVC, and train/evaluate alignment models."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(level)
+    ctx.obj = {"manifest": manifest, "params": params_path, "store_root": store_root}
+
+
+def make_context(obj: dict, dataset: str, *, scheduler: str | None = None, workers: int | None = None, check_root: bool = True):
+    from pipeline.context import StageContext, default_workers
+    from pipeline.manifest import load_manifest
+
+    spec = load_manifest(obj["manifest"]).get(dataset, check_root=check_root)
+    return StageContext(
+        dataset=spec,
+        params_path=obj["params"],
+        store_root=obj["store_root"],
+        scheduler=scheduler,
+        workers=workers or default_workers(),
+    )
+
+
+@main.command("make-sample")
+@click.option("--dataset", "-d", default="sample", show_default=True, help="Manifest entry (kind 'videos') to write.")
+@click.pass_obj
+def make_sample(obj, dataset):
+    """Generate the synthetic sample dataset (videos, keypoints, labels) into the entry's root."""
+    from stages import make_sample as stage
+
+    stage.run(make_context(obj, dataset, check_root=False))
+
+
+@main.command("index")
+@dataset_option
+@click.pass_obj
+def index(obj, dataset):
+    """Index a dataset's sequences into data/<dataset>/index.parquet."""
+    from stages import index as stage
+
+    stage.run(make_context(obj, dataset))
+
+
+@main.command("decode")
+@dataset_option
+@scheduler_option
+@workers_option
+@click.pass_obj
+def decode(obj, dataset, scheduler, workers):
+    """Decode videos / frame folders to data/<dataset>/frames.zarr at the dataset fps."""
+    from stages import decode as stage
+
+    stage.run(make_context(obj, dataset, scheduler=scheduler, workers=workers))
+
+
+@main.command("extract-dino")
+@dataset_option
+@scheduler_option
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.pass_obj
+def extract_dino(obj, dataset, scheduler, device):
+    """Run frozen DINOv2 over decoded frames into data/<dataset>/dino.zarr."""
+    from stages import extract_dino as stage
+
+    stage.run(make_context(obj, dataset, scheduler=scheduler), device=device)
+
+
+@main.command("keypoints")
+@dataset_option
+@scheduler_option
+@workers_option
+@click.pass_obj
+def keypoints(obj, dataset, scheduler, workers):
+    """Read or lift 2D/3D keypoints into data/<dataset>/keypoints.zarr."""
+    from stages import keypoints as stage
+
+    stage.run(make_context(obj, dataset, scheduler=scheduler, workers=workers))
+
+
+@main.command("heatmaps")
+@dataset_option
+@scheduler_option
+@workers_option
+@click.pass_obj
+def heatmaps(obj, dataset, scheduler, workers):
+    """Rasterise joint/limb heatmaps into data/<dataset>/heatmaps.zarr."""
+    from stages import heatmaps as stage
+
+    stage.run(make_context(obj, dataset, scheduler=scheduler, workers=workers))
+
+
+@main.command("train")
+@dataset_option
+@click.option("--method", "-m", required=True, help="masa, la2ds, casa, fusion_early, fusion_late, vasot.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.pass_obj
+def train(obj, dataset, method, device):
+    """Train an alignment model from the cached artifacts; write its checkpoint and embeddings."""
+    from stages import train as stage
+
+    stage.run(make_context(obj, dataset, check_root=False), method=method, device=device)
+
+
+@main.command("evaluate")
+@dataset_option
+@click.option("--method", "-m", required=True, help="Method whose embeddings to evaluate (or 'raw').")
+@click.option("--trained-on", default=None, help="Embed with the model trained on this other dataset.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.pass_obj
+def evaluate(obj, dataset, method, trained_on, device):
+    """Evaluate embeddings with the literature's protocol into metrics/<dataset>/<method>.json."""
+    from stages import evaluate as stage
+
+    stage.run(make_context(obj, dataset, check_root=False), method=method, trained_on=trained_on, device=device)
+
+
+@main.command("report")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the table to this file.")
+@click.pass_obj
+def report(obj, out):
+    """Print one markdown table of every metrics file beside the papers' numbers."""
+    from stages import report as stage
+
+    stage.run(metrics_dir=Path("metrics"), out=out)
+
+
+@main.command("export")
+@dataset_option
+@click.option("--artifact", "-a", required=True, help="Artifact store to export (frames, dino, keypoints, heatmaps, ...).")
+@click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output file (default data/<D>/<artifact>.h5).")
+@click.pass_obj
+def export(obj, dataset, artifact, fmt, out):
+    """Copy an artifact store to HDF5 for tools that read HDF5."""
+    from stages import export as stage
+
+    stage.run(make_context(obj, dataset, check_root=False), artifact=artifact, fmt=fmt, out=out)
+
+
+if __name__ == "__main__":
+    main()

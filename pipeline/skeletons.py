@@ -1,0 +1,179 @@
+"""Skeleton layouts: joint names, limbs (bones), left/right pairs and normalisation joints.
+
+Every channel count and model input size downstream is derived from these layouts (`len(layout.joints)`,
+`layout.n_channels`), never written as a number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A named joint layout.
+
+    `limbs` are (a, b) joint-index pairs; `root` is the joint (or joints, averaged) that 3D/2D
+    normalisation centres on; `scale` is a pair of joints (or joint groups, averaged) whose distance
+    normalises size.
+    """
+
+    name: str
+    joints: tuple[str, ...]
+    limbs: tuple[tuple[int, int], ...]
+    root: tuple[int, ...]
+    scale: tuple[tuple[int, ...], tuple[int, ...]]
+
+    @property
+    def n_joints(self) -> int:
+        return len(self.joints)
+
+    @property
+    def n_limbs(self) -> int:
+        return len(self.limbs)
+
+    @property
+    def n_channels(self) -> int:
+        """Heatmap channels: joints then limbs."""
+        return self.n_joints + self.n_limbs
+
+    def index(self, name: str) -> int:
+        return self.joints.index(name)
+
+    @cached_property
+    def flip_pairs(self) -> tuple[tuple[int, int], ...]:
+        """(left, right) joint-index pairs, matched by the l_/r_ (or left_/right_) name prefixes."""
+        pairs = []
+        for i, name in enumerate(self.joints):
+            for left, right in (("l_", "r_"), ("left_", "right_")):
+                if name.startswith(left):
+                    other = right + name[len(left) :]
+                    if other in self.joints:
+                        pairs.append((i, self.joints.index(other)))
+        return tuple(pairs)
+
+    @cached_property
+    def joint_flip_permutation(self) -> tuple[int, ...]:
+        """perm[k] = the joint that joint k becomes under a horizontal flip."""
+        perm = list(range(self.n_joints))
+        for a, b in self.flip_pairs:
+            perm[a], perm[b] = b, a
+        return tuple(perm)
+
+    @cached_property
+    def channel_flip_permutation(self) -> tuple[int, ...]:
+        """Permutation of heatmap channels (joints then limbs) under a horizontal flip.
+
+        Flipped channel i holds the original channel perm[i]: joints swap with their mirror, limbs with
+        the limb joining the mirrored joints.
+        """
+        jperm = self.joint_flip_permutation
+        limb_index = {frozenset(limb): i for i, limb in enumerate(self.limbs)}
+        perm = list(jperm)
+        for a, b in self.limbs:
+            mirrored = frozenset((jperm[a], jperm[b]))
+            if mirrored not in limb_index:
+                raise ValueError(f"{self.name}: limb {(a, b)} has no mirror limb")
+            perm.append(self.n_joints + limb_index[mirrored])
+        return tuple(perm)
+
+
+def _limbs(joints: tuple[str, ...], pairs: list[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
+    return tuple((joints.index(a), joints.index(b)) for a, b in pairs)
+
+
+def _layout(name, joints, limb_names, root, scale) -> Skeleton:
+    joints = tuple(joints)
+    idx = joints.index
+    return Skeleton(
+        name=name,
+        joints=joints,
+        limbs=_limbs(joints, limb_names),
+        root=tuple(idx(j) for j in root),
+        scale=(tuple(idx(j) for j in scale[0]), tuple(idx(j) for j in scale[1])),
+    )
+
+
+# Penn Action: the order of the official labels' x/y/visibility columns.
+PENN13 = _layout(
+    "penn13",
+    ["head", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist",
+     "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"],
+    [("head", "l_shoulder"), ("head", "r_shoulder"), ("l_shoulder", "r_shoulder"),
+     ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"), ("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"),
+     ("l_shoulder", "l_hip"), ("r_shoulder", "r_hip"), ("l_hip", "r_hip"),
+     ("l_hip", "l_knee"), ("l_knee", "l_ankle"), ("r_hip", "r_knee"), ("r_knee", "r_ankle")],
+    root=["l_hip", "r_hip"],
+    scale=(["l_shoulder", "r_shoulder"], ["l_hip", "r_hip"]),
+)
+
+COCO17 = _layout(
+    "coco17",
+    ["nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
+     "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"],
+    [("nose", "l_eye"), ("nose", "r_eye"), ("l_eye", "l_ear"), ("r_eye", "r_ear"),
+     ("l_shoulder", "r_shoulder"), ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"),
+     ("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"), ("l_shoulder", "l_hip"), ("r_shoulder", "r_hip"),
+     ("l_hip", "r_hip"), ("l_hip", "l_knee"), ("l_knee", "l_ankle"), ("r_hip", "r_knee"), ("r_knee", "r_ankle")],
+    root=["l_hip", "r_hip"],
+    scale=(["l_shoulder", "r_shoulder"], ["l_hip", "r_hip"]),
+)
+
+# OpenPose BODY_25, in OpenPose's keypoint order.
+BODY25 = _layout(
+    "body25",
+    ["nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist", "mid_hip",
+     "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear",
+     "l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe", "r_heel"],
+    [("neck", "nose"), ("neck", "r_shoulder"), ("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"),
+     ("neck", "l_shoulder"), ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"), ("neck", "mid_hip"),
+     ("mid_hip", "r_hip"), ("r_hip", "r_knee"), ("r_knee", "r_ankle"), ("mid_hip", "l_hip"),
+     ("l_hip", "l_knee"), ("l_knee", "l_ankle"), ("nose", "r_eye"), ("r_eye", "r_ear"), ("nose", "l_eye"),
+     ("l_eye", "l_ear"), ("l_ankle", "l_big_toe"), ("l_big_toe", "l_small_toe"), ("l_ankle", "l_heel"),
+     ("r_ankle", "r_big_toe"), ("r_big_toe", "r_small_toe"), ("r_ankle", "r_heel")],
+    root=["mid_hip"],
+    scale=(["neck"], ["mid_hip"]),
+)
+
+# SMPL's 24 joints in the model's kinematic order.
+SMPL24 = _layout(
+    "smpl24",
+    ["pelvis", "l_hip", "r_hip", "spine1", "l_knee", "r_knee", "spine2", "l_ankle", "r_ankle", "spine3",
+     "l_foot", "r_foot", "neck", "l_collar", "r_collar", "head", "l_shoulder", "r_shoulder", "l_elbow",
+     "r_elbow", "l_wrist", "r_wrist", "l_hand", "r_hand"],
+    [("pelvis", "l_hip"), ("pelvis", "r_hip"), ("pelvis", "spine1"), ("l_hip", "l_knee"), ("r_hip", "r_knee"),
+     ("spine1", "spine2"), ("l_knee", "l_ankle"), ("r_knee", "r_ankle"), ("spine2", "spine3"),
+     ("l_ankle", "l_foot"), ("r_ankle", "r_foot"), ("spine3", "neck"), ("spine3", "l_collar"),
+     ("spine3", "r_collar"), ("neck", "head"), ("l_collar", "l_shoulder"), ("r_collar", "r_shoulder"),
+     ("l_shoulder", "l_elbow"), ("r_shoulder", "r_elbow"), ("l_elbow", "l_wrist"), ("r_elbow", "r_wrist"),
+     ("l_wrist", "l_hand"), ("r_wrist", "r_hand")],
+    root=["pelvis"],
+    scale=(["neck"], ["pelvis"]),
+)
+
+# One hand, 21 joints: MANO's 16 (wrist + 3 per finger, in MANO's index/middle/pinky/ring/thumb order)
+# reordered to the common OpenPose hand order, with fingertips (vertices 744, 320, 443, 554, 671) appended
+# per finger: wrist, thumb1-4, index1-4, middle1-4, ring1-4, pinky1-4.
+_FINGERS = ("thumb", "index", "middle", "ring", "pinky")
+_HAND = ["wrist"] + [f"{f}{i}" for f in _FINGERS for i in range(1, 5)]
+_HAND_BONES = [("wrist", f"{f}1") for f in _FINGERS] + [
+    (f"{f}{i}", f"{f}{i + 1}") for f in _FINGERS for i in range(1, 4)
+]
+MANO21 = _layout("mano21", _HAND, _HAND_BONES, root=["wrist"], scale=(["wrist"], ["middle1"]))
+
+HANDS42 = _layout(
+    "hands42",
+    [f"l_{j}" for j in _HAND] + [f"r_{j}" for j in _HAND],
+    [(f"l_{a}", f"l_{b}") for a, b in _HAND_BONES] + [(f"r_{a}", f"r_{b}") for a, b in _HAND_BONES],
+    root=["l_wrist", "r_wrist"],
+    scale=(["l_wrist", "r_wrist"], ["l_middle1", "r_middle1"]),
+)
+
+LAYOUTS: dict[str, Skeleton] = {s.name: s for s in (PENN13, COCO17, BODY25, SMPL24, MANO21, HANDS42)}
+
+
+def get_layout(name: str) -> Skeleton:
+    if name not in LAYOUTS:
+        raise KeyError(f"unknown skeleton layout '{name}'; known: {sorted(LAYOUTS)}")
+    return LAYOUTS[name]
