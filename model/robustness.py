@@ -1,0 +1,109 @@
+"""Robustness of a trained model to missing and noisy keypoints at test time (LA2DS Tables 3-4).
+
+The validation sequences' `joints_2d` are perturbed (`model.perturb`), re-embedded through the trained
+model, and scored with classifiers fitted on the training sequences embedded clean by the same model
+(LA2DS's "C => N": trained on clean keypoints, tested on perturbed ones; no fine-tuning). Setting p = 0
+re-embeds the clean keypoints through the same path, the reference the drops are compared to.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from model import metrics as M
+from model.perturb import add_keypoint_noise, drop_limbs, limb_groups
+from model.protocol import ProtocolParams, VideoSet, pct
+from pipeline.skeletons import Skeleton
+
+log = logging.getLogger(__name__)
+JOINTS = "joints_2d"
+
+
+class Embedder(Protocol):
+    """What `stages.train.load_embedder` returns: the (artifact, array) inputs it reads, and `embed`."""
+
+    inputs: tuple[tuple[str, str], ...]
+
+    def embed(self, arrays: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RobustnessParams:
+    """drop_probabilities: per-frame probability of losing one limb/finger (LA2DS Tab. 3 uses 0, .25, .5, 1);
+    noise_stds: Gaussian keypoint noise, as a fraction of the sequence's body size; classifier: the phase
+    classifier (fitted on clean training embeddings, all training videos)."""
+
+    drop_probabilities: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
+    noise_stds: tuple[float, ...] = (0.05, 0.1)
+    classifier: M.Classifier = "svm"
+
+
+def _scores(train: VideoSet, val: VideoSet, params: ProtocolParams, classifier: M.Classifier) -> dict[str, float | None]:
+    """Kendall's tau, phase classification at 100% (mean over activities), action recognition."""
+    tau, _ = M.kendalls_tau(val.embeddings, params.tau_stride, val.activities)
+    out: dict[str, float | None] = {"kendalls_tau": tau, f"phase_classification_{classifier}_100pct": None}
+    if train.labels is not None and val.labels is not None:
+        accs = []
+        for act in sorted(set(val.activities)):
+            tr, va = train.of(act), val.of(act)
+            if tr.embeddings:
+                preds = M.phase_predictions(tr.embeddings, tr.labels, va.embeddings, 1.0, classifier, standardize=params.standardize)
+                accs.append(M.frame_accuracy(preds, va.labels))
+        finite = [a for a in accs if not math.isnan(a)]
+        out[f"phase_classification_{classifier}_100pct"] = float(np.mean(finite)) if finite else None
+    out["action_recognition"] = None
+    if len(set(train.activities)) >= 2:
+        out["action_recognition"] = M.action_recognition(
+            train.embeddings, train.activities, val.embeddings, val.activities, params.action_frames, params.action_pooling
+        )
+    return out
+
+
+def _embed_all(embedder: Embedder, inputs: Sequence[dict[str, np.ndarray]], ids: Sequence[str],
+               perturb: Callable[[np.ndarray, np.random.Generator], np.ndarray], seed: Sequence[int]) -> list[np.ndarray]:
+    out = []
+    for i, (arrays, seq_id) in enumerate(zip(inputs, ids)):
+        rng = np.random.default_rng([*seed, i])
+        emb = np.asarray(embedder.embed({**arrays, JOINTS: perturb(arrays[JOINTS], rng)}), dtype=np.float32)
+        if emb.ndim != 2 or len(emb) != len(arrays[JOINTS]):
+            raise ValueError(f"embedder returned shape {emb.shape} for sequence {seq_id} of {len(arrays[JOINTS])} frames")
+        out.append(emb)
+    return out
+
+
+def robustness(
+    embedder: Embedder,
+    train: VideoSet,
+    val: VideoSet,
+    train_inputs: Sequence[dict[str, np.ndarray]],
+    val_inputs: Sequence[dict[str, np.ndarray]],
+    layout: Skeleton,
+    params: RobustnessParams,
+    protocol: ProtocolParams,
+    *,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, float | None]]]:
+    """{"drop_limb": {"p25": scores, ...}, "keypoint_noise": {"std5pct": scores, ...}}.
+
+    train, val: the splits (ids, activities, labels); train_inputs, val_inputs: per sequence, the embedder's
+    input arrays by name (must include joints_2d (T, K, 3)). Classifiers are fitted on the training
+    sequences embedded clean through the same model, so clean and perturbed features come from one path.
+    """
+    groups = limb_groups(layout)
+    train = train.with_embeddings(_embed_all(embedder, train_inputs, train.ids, lambda x, rng: x, (seed,)))
+    out: dict[str, dict[str, dict[str, float | None]]] = {"drop_limb": {}, "keypoint_noise": {}}
+    for j, p in enumerate(params.drop_probabilities):
+        embs = _embed_all(embedder, val_inputs, val.ids, lambda x, rng: drop_limbs(x, groups, p, rng), (seed, 0, j))
+        out["drop_limb"][f"p{round(p * 100)}"] = _scores(train, val.with_embeddings(embs), protocol, params.classifier)
+        log.info("robustness: drop one limb with p=%.2f -> %s", p, out["drop_limb"][f"p{round(p * 100)}"])
+    for j, std in enumerate(params.noise_stds):
+        embs = _embed_all(embedder, val_inputs, val.ids, lambda x, rng: add_keypoint_noise(x, std, layout, rng), (seed, 1, j))
+        out["keypoint_noise"][f"std{pct(std)}"] = _scores(train, val.with_embeddings(embs), protocol, params.classifier)
+        log.info("robustness: keypoint noise std=%.3f x body size -> %s", std, out["keypoint_noise"][f"std{pct(std)}"])
+    return out
