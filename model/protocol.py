@@ -92,7 +92,18 @@ def summary(per_activity: dict[str, float], overall: float | None = None) -> dic
 
 
 def evaluate_features(train: VideoSet, val: VideoSet, params: ProtocolParams, *, seed: int = 0) -> ProtocolResult:
-    """Every metric of the protocol for one feature set (train: classifiers' data; val: evaluated videos)."""
+    """Every metric of the protocol for one feature set (train: classifiers' data; val: evaluated videos).
+
+    Runs with one BLAS / OpenMP thread: the protocol is many small fits and distance blocks, where threads
+    cost more than they save (3-25x slower with two threads on a busy two-core machine, measured).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _evaluate(train, val, params, seed)
+
+
+def _evaluate(train: VideoSet, val: VideoSet, params: ProtocolParams, seed: int) -> ProtocolResult:
     res = ProtocolResult()
     with res.timed("kendalls_tau"):
         per = M.kendalls_tau_per_group(val.embeddings, val.activities, params.tau_stride)

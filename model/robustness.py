@@ -46,6 +46,13 @@ class RobustnessParams:
 
 def _scores(train: VideoSet, val: VideoSet, params: ProtocolParams, classifier: M.Classifier) -> dict[str, float | None]:
     """Kendall's tau, phase classification at 100% (mean over activities), action recognition."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # many small fits: see model.protocol.evaluate_features
+        return _scores_single_thread(train, val, params, classifier)
+
+
+def _scores_single_thread(train, val, params, classifier) -> dict[str, float | None]:
     tau, _ = M.kendalls_tau(val.embeddings, params.tau_stride, val.activities)
     out: dict[str, float | None] = {"kendalls_tau": tau, f"phase_classification_{classifier}_100pct": None}
     if train.labels is not None and val.labels is not None:
