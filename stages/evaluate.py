@@ -42,7 +42,7 @@ class PlotParams:
     """enabled: write the PNGs; tsne_frames: frames (subsampled evenly) in the t-SNE plot."""
 
     enabled: bool = True
-    tsne_frames: int = 3000
+    tsne_frames: int = 2000
     tsne_perplexity: float = 30.0
 
 

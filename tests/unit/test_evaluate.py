@@ -19,6 +19,7 @@ from pipeline.sequences import make_table, read_index, write_index
 from pipeline.skeletons import PENN13
 from pipeline.store import ArtifactStore
 from stages import evaluate
+from stages import report as report_stage
 
 REPO = Path(__file__).resolve().parents[2]
 ACTIVITIES = ("jump", "squat", "wave")
@@ -123,6 +124,8 @@ def test_end_to_end_writes_every_metric_for_every_feature(tmp_path, fake_trainer
     assert fake_trainer == [(ctx.models_dir("fake"), "cpu")]
     for name in ("tsne.png", "alignment.png", "tau_per_activity.png", "action_confusion.png", "loss.png"):
         assert (ctx.plots_dir("fake") / name).stat().st_size > 1000, name
+    table = report_stage.run(tmp_path / "metrics")  # the report reads what evaluate wrote
+    assert "| tiny | **fake** | learned |" in table and "| t/T |" in table
 
 
 def test_without_labels_label_metrics_are_null_with_a_reason(tmp_path):
