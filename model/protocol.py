@@ -95,12 +95,26 @@ def evaluate_features(train: VideoSet, val: VideoSet, params: ProtocolParams, *,
     """Every metric of the protocol for one feature set (train: classifiers' data; val: evaluated videos).
 
     Runs with one BLAS / OpenMP thread: the protocol is many small fits and distance blocks, where threads
-    cost more than they save (3-25x slower with two threads on a busy two-core machine, measured).
+    cost more than they save (3-100x slower with two threads on a busy two-core machine, measured).
     """
+    with single_threaded():
+        return _evaluate(train, val, params, seed)
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Limit every BLAS / OpenMP pool to one thread. threadpoolctl limits only the libraries loaded when
+    it is entered, so the numeric libraries the metrics use (scipy's own OpenBLAS, torch's OpenMP) are
+    imported first."""
+    import scipy.linalg  # noqa: F401
+    import sklearn.cluster  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.svm  # noqa: F401
+    import torch  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return _evaluate(train, val, params, seed)
+        yield
 
 
 def _evaluate(train: VideoSet, val: VideoSet, params: ProtocolParams, seed: int) -> ProtocolResult:

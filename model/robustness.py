@@ -18,7 +18,7 @@ import numpy as np
 
 from model import metrics as M
 from model.perturb import add_keypoint_noise, drop_limbs, limb_groups
-from model.protocol import ProtocolParams, VideoSet, pct
+from model.protocol import ProtocolParams, VideoSet, pct, single_threaded
 from pipeline.skeletons import Skeleton
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,7 @@ class RobustnessParams:
 
 def _scores(train: VideoSet, val: VideoSet, params: ProtocolParams, classifier: M.Classifier) -> dict[str, float | None]:
     """Kendall's tau, phase classification at 100% (mean over activities), action recognition."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):  # many small fits: see model.protocol.evaluate_features
+    with single_threaded():  # many small fits: see model.protocol.evaluate_features
         return _scores_single_thread(train, val, params, classifier)
 
 

@@ -63,9 +63,9 @@ def tsne(path: Path, embs: list[np.ndarray], activities, max_frames: int, perple
     acts = np.concatenate([[a] * len(e) for e, a in zip(embs, activities)])
     keep = np.linspace(0, len(x) - 1, min(len(x), max_frames)).round().astype(int)
     x, acts = x[keep], acts[keep]
-    from threadpoolctl import threadpool_limits
+    from model.protocol import single_threaded
 
-    with threadpool_limits(1):  # Barnes-Hut t-SNE threads thrash a busy machine (measured 10x slower)
+    with single_threaded():  # Barnes-Hut t-SNE threads thrash a busy machine (measured 10x slower)
         tsne_model = TSNE(2, perplexity=min(perplexity, max(1.0, (len(x) - 1) / 3)), init="pca", random_state=seed)
         xy = tsne_model.fit_transform(x)
     plt = _pyplot()
