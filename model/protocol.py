@@ -59,7 +59,8 @@ class VideoSet:
     def of(self, activity: str) -> VideoSet:
         keep = [i for i, a in enumerate(self.activities) if a == activity]
         labels = None if self.labels is None else [self.labels[i] for i in keep]
-        return VideoSet(tuple(self.ids[i] for i in keep), (activity,) * len(keep), [self.embeddings[i] for i in keep], labels)
+        embeddings = [self.embeddings[i] for i in keep]
+        return VideoSet(tuple(self.ids[i] for i in keep), (activity,) * len(keep), embeddings, labels)
 
     def with_embeddings(self, embeddings: list[np.ndarray]) -> VideoSet:
         return replace(self, embeddings=embeddings)
@@ -126,7 +127,7 @@ def _evaluate(train: VideoSet, val: VideoSet, params: ProtocolParams, seed: int)
             "pairs": sum(n for _, n, _ in per.values()),
             "dropped_pairs": sum(d for _, _, d in per.values()),
         }
-    _activity_retrieval(train, val, params, res)
+    _activity_retrieval(val, params, res)
     _action_recognition(train, val, params, res, seed)
     if train.labels is None or val.labels is None:
         for name in _label_metric_names(params):
@@ -142,15 +143,20 @@ def _label_metric_names(params: ProtocolParams) -> list[str]:
     names = [f"retrieval_ap_at_{k}" for k in params.retrieval_ks]
     names += [f"phase_classification_{c}_{pct(f)}" for c in params.classifiers for f in params.fractions]
     names += ["phase_progression", "segmentation_kmeans", "edit", "segment_action_recognition"]
-    return names + [f"segmental_f1_at_{pct(o)[:-3]}" for o in params.segment_overlaps]
+    return names + [_f1_key(o) for o in params.segment_overlaps]
 
 
-def _activity_retrieval(train: VideoSet, val: VideoSet, params: ProtocolParams, res: ProtocolResult) -> None:
+def _f1_key(overlap: float) -> str:
+    return f"segmental_f1_at_{round(overlap * 100):d}"
+
+
+def _activity_retrieval(val: VideoSet, params: ProtocolParams, res: ProtocolResult) -> None:
     acts = np.asarray(val.activities)
     with res.timed("activity_retrieval"):
         codes = {a: i for i, a in enumerate(sorted(set(acts)))}
         labels = [np.full(len(e), codes[a]) for e, a in zip(val.embeddings, acts)]
-        per_video = M.retrieval_precisions(val.embeddings, labels, params.activity_retrieval_ks, params.retrieval_stride)
+        ks, stride = params.activity_retrieval_ks, params.retrieval_stride
+        per_video = M.retrieval_precisions(val.embeddings, labels, ks, stride)
     for k, values in per_video.items():
         per = {a: float(np.nanmean(values[acts == a])) for a in codes}
         res.metrics[f"activity_retrieval_ap_at_{k}"] = summary(per, float(np.nanmean(values)))
@@ -215,12 +221,20 @@ def _phase_metrics(train: VideoSet, val: VideoSet, params: ProtocolParams, res: 
             kmeans[act] = _kmeans_segmentation(va, seed)
     for name, values in per.items():
         res.metrics[name] = summary(values)
-    scores = {key: {a: s[key] for a, s in kmeans.items() if s} for key in ("mof", "f1", "miou", "mof_per_video", "f1_per_video", "miou_per_video")}
-    res.metrics["segmentation_kmeans"] = {key: summary(v)["overall"] for key, v in scores.items()}
-    res.metrics["segmentation_kmeans"]["per_activity"] = {a: s for a, s in sorted(kmeans.items()) if s}
+    kmeans = {a: s for a, s in sorted(kmeans.items()) if s}
+    if kmeans:
+        keys = next(iter(kmeans.values()))
+        res.metrics["segmentation_kmeans"] = {key: float(np.mean([s[key] for s in kmeans.values()])) for key in keys}
+        res.metrics["segmentation_kmeans"]["per_activity"] = kmeans
+    for name in _label_metric_names(params):
+        if name not in res.metrics and name != "segment_action_recognition":
+            res.metrics[name] = None
+            res.skipped[name] = "no activity has labelled frames in both splits and two or more phases"
 
 
-def _classification(tr: VideoSet, va: VideoSet, params: ProtocolParams, act: str, per: dict, res: ProtocolResult) -> None:
+def _classification(
+    tr: VideoSet, va: VideoSet, params: ProtocolParams, act: str, per: dict, res: ProtocolResult
+) -> None:
     for clf in params.classifiers:
         for frac in params.fractions:
             with res.timed(f"phase_classification_{clf}"):
@@ -231,7 +245,7 @@ def _classification(tr: VideoSet, va: VideoSet, params: ProtocolParams, act: str
             if clf == params.classifiers[0] and frac == max(params.fractions):
                 with res.timed("segmental_f1_edit"):
                     for o in params.segment_overlaps:
-                        per[f"segmental_f1_at_{pct(o)[:-3]}"][act] = S.segmental_f1(preds, va.labels, o)
+                        per[_f1_key(o)][act] = S.segmental_f1(preds, va.labels, o)
                     per["edit"][act] = S.edit_score(preds, va.labels)
 
 
@@ -239,10 +253,11 @@ def _kmeans_segmentation(va: VideoSet, seed: int) -> dict[str, float]:
     """k-means clusters of the validation frames (k = number of phases present), Hungarian-matched."""
     from sklearn.cluster import KMeans
 
-    n_phases = len(np.unique(np.concatenate(va.labels)[np.concatenate(va.labels) >= 0]))
-    if n_phases < 2:
-        return {}
     x = np.concatenate(va.embeddings).astype(np.float64)
+    labels = np.concatenate(va.labels)
+    n_phases = len(np.unique(labels[labels >= 0]))
+    if n_phases < 2 or len(x) < n_phases:
+        return {}
     clusters = KMeans(n_clusters=n_phases, n_init=4, random_state=seed).fit_predict(x)
     cuts = np.cumsum([len(e) for e in va.embeddings])[:-1]
     preds = np.split(clusters, cuts)

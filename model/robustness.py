@@ -44,7 +44,9 @@ class RobustnessParams:
     classifier: M.Classifier = "svm"
 
 
-def _scores(train: VideoSet, val: VideoSet, params: ProtocolParams, classifier: M.Classifier) -> dict[str, float | None]:
+def _scores(
+    train: VideoSet, val: VideoSet, params: ProtocolParams, classifier: M.Classifier
+) -> dict[str, float | None]:
     """Kendall's tau, phase classification at 100% (mean over activities), action recognition."""
     with single_threaded():  # many small fits: see model.protocol.evaluate_features
         return _scores_single_thread(train, val, params, classifier)
@@ -58,26 +60,36 @@ def _scores_single_thread(train, val, params, classifier) -> dict[str, float | N
         for act in sorted(set(val.activities)):
             tr, va = train.of(act), val.of(act)
             if tr.embeddings:
-                preds = M.phase_predictions(tr.embeddings, tr.labels, va.embeddings, 1.0, classifier, standardize=params.standardize)
+                preds = M.phase_predictions(
+                    tr.embeddings, tr.labels, va.embeddings, 1.0, classifier, standardize=params.standardize
+                )
                 accs.append(M.frame_accuracy(preds, va.labels))
         finite = [a for a in accs if not math.isnan(a)]
         out[f"phase_classification_{classifier}_100pct"] = float(np.mean(finite)) if finite else None
     out["action_recognition"] = None
     if len(set(train.activities)) >= 2:
         out["action_recognition"] = M.action_recognition(
-            train.embeddings, train.activities, val.embeddings, val.activities, params.action_frames, params.action_pooling
+            train.embeddings, train.activities, val.embeddings, val.activities,
+            params.action_frames, params.action_pooling,
         )
     return out
 
 
-def _embed_all(embedder: Embedder, inputs: Sequence[dict[str, np.ndarray]], ids: Sequence[str],
-               perturb: Callable[[np.ndarray, np.random.Generator], np.ndarray], seed: Sequence[int]) -> list[np.ndarray]:
+def _embed_all(
+    embedder: Embedder,
+    inputs: Sequence[dict[str, np.ndarray]],
+    ids: Sequence[str],
+    perturb: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    seed: Sequence[int],
+) -> list[np.ndarray]:
+    """Per sequence (T, D): the embedding of its inputs with joints_2d perturbed (rng seeded per sequence)."""
     out = []
     for i, (arrays, seq_id) in enumerate(zip(inputs, ids)):
         rng = np.random.default_rng([*seed, i])
         emb = np.asarray(embedder.embed({**arrays, JOINTS: perturb(arrays[JOINTS], rng)}), dtype=np.float32)
         if emb.ndim != 2 or len(emb) != len(arrays[JOINTS]):
-            raise ValueError(f"embedder returned shape {emb.shape} for sequence {seq_id} of {len(arrays[JOINTS])} frames")
+            n = len(arrays[JOINTS])
+            raise ValueError(f"embedder returned shape {emb.shape} for sequence {seq_id} of {n} frames")
         out.append(emb)
     return out
 
@@ -102,13 +114,16 @@ def robustness(
     """
     groups = limb_groups(layout)
     train = train.with_embeddings(_embed_all(embedder, train_inputs, train.ids, lambda x, rng: x, (seed,)))
+    settings = [
+        ("drop_limb", f"p{round(p * 100)}", (seed, 0, j), lambda x, rng, p=p: drop_limbs(x, groups, p, rng))
+        for j, p in enumerate(params.drop_probabilities)
+    ] + [
+        ("keypoint_noise", f"std{pct(s)}", (seed, 1, j), lambda x, rng, s=s: add_keypoint_noise(x, s, layout, rng))
+        for j, s in enumerate(params.noise_stds)
+    ]
     out: dict[str, dict[str, dict[str, float | None]]] = {"drop_limb": {}, "keypoint_noise": {}}
-    for j, p in enumerate(params.drop_probabilities):
-        embs = _embed_all(embedder, val_inputs, val.ids, lambda x, rng: drop_limbs(x, groups, p, rng), (seed, 0, j))
-        out["drop_limb"][f"p{round(p * 100)}"] = _scores(train, val.with_embeddings(embs), protocol, params.classifier)
-        log.info("robustness: drop one limb with p=%.2f -> %s", p, out["drop_limb"][f"p{round(p * 100)}"])
-    for j, std in enumerate(params.noise_stds):
-        embs = _embed_all(embedder, val_inputs, val.ids, lambda x, rng: add_keypoint_noise(x, std, layout, rng), (seed, 1, j))
-        out["keypoint_noise"][f"std{pct(std)}"] = _scores(train, val.with_embeddings(embs), protocol, params.classifier)
-        log.info("robustness: keypoint noise std=%.3f x body size -> %s", std, out["keypoint_noise"][f"std{pct(std)}"])
+    for kind, name, rng_key, perturb in settings:
+        embs = _embed_all(embedder, val_inputs, val.ids, perturb, rng_key)
+        out[kind][name] = _scores(train, val.with_embeddings(embs), protocol, params.classifier)
+        log.info("robustness: %s %s -> %s", kind, name, out[kind][name])
     return out

@@ -42,10 +42,11 @@ def write_all(out_dir: Path, val, features: dict[str, list[np.ndarray]], results
         (out_dir / stale).unlink(missing_ok=True)
     primary = "learned" if "learned" in features else next(iter(features))
     embs = features[primary]
+    taus = {f: r.metrics["kendalls_tau"]["per_activity"] for f, r in results.items()}
     written = [
         tsne(out_dir / "tsne.png", embs, val.activities, params.tsne_frames, params.tsne_perplexity, seed, primary),
         alignment(out_dir / "alignment.png", embs, val.ids, val.activities, val.labels, primary),
-        tau_bars(out_dir / "tau_per_activity.png", {f: r.metrics["kendalls_tau"]["per_activity"] for f, r in results.items()}),
+        tau_bars(out_dir / "tau_per_activity.png", taus),
     ]
     if results[primary].confusion is not None:
         written.append(confusion(out_dir / "action_confusion.png", *results[primary].confusion, primary))
@@ -56,7 +57,10 @@ def write_all(out_dir: Path, val, features: dict[str, list[np.ndarray]], results
     return written
 
 
-def tsne(path: Path, embs: list[np.ndarray], activities, max_frames: int, perplexity: float, seed: int, name: str) -> Path:
+def tsne(
+    path: Path, embs: list[np.ndarray], activities, max_frames: int, perplexity: float, seed: int, name: str
+) -> Path:
+    """Frames subsampled evenly to at most `max_frames`, 2-d t-SNE (PCA init), one colour per activity."""
     from sklearn.manifold import TSNE
 
     x = np.concatenate(embs)
@@ -113,7 +117,8 @@ def tau_bars(path: Path, per_feature: dict[str, dict[str, float | None]]) -> Pat
         ax.bar(np.arange(len(acts)) + j * width, heights, width, label=feat)
     ax.set_xticks(np.arange(len(acts)) + 0.4 - width / 2, acts, rotation=45, ha="right")
     ax.set_ylabel("Kendall's tau")
-    lowest = min([v for d in per_feature.values() for v in d.values() if v is not None and not math.isnan(v)], default=0.0)
+    values = [v for d in per_feature.values() for v in d.values() if v is not None and not math.isnan(v)]
+    lowest = min(values, default=0.0)
     ax.set_ylim(min(0.0, lowest), 1.0)
     ax.legend(fontsize=8)
     return _save(fig, path)

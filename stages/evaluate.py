@@ -89,7 +89,8 @@ def run(ctx: StageContext, method: str, trained_on: str | None = None, device: s
 
     results: dict[str, ProtocolResult] = {}
     for feat, (tr, va) in features.items():
-        log.info("%s/%s: evaluating %s features (%d train, %d %s videos)", ctx.name, name, feat, len(tr), len(va), eval_split)
+        log.info("%s/%s: evaluating %s features (%d train, %d %s videos)",
+                 ctx.name, name, feat, len(tr), len(va), eval_split)
         results[feat] = evaluate_features(train.videos(tr), val.videos(va), params.protocol, seed=params.seed)
 
     if method == "raw":
@@ -195,7 +196,9 @@ def _inputs(ctx: StageContext, embedder, split: Split) -> list[dict[str, np.ndar
     for artifact, store in stores.items():
         if store is None:
             raise EvaluateError(f"the model needs {ctx.artifact(artifact)}, which does not exist")
-    return [{array: stores[artifact].read(seq_id, array) for artifact, array in embedder.inputs} for seq_id in split.ids]
+    return [
+        {array: stores[artifact].read(seq_id, array) for artifact, array in embedder.inputs} for seq_id in split.ids
+    ]
 
 
 def _embed(ctx: StageContext, embedder, split: Split) -> list[np.ndarray]:

@@ -47,7 +47,9 @@ PAPER_NOTES = (
 def run(metrics_dir: Path, out: Path | None = None) -> str:
     reports = _load(Path(metrics_dir))
     if not reports:
-        raise FileNotFoundError(f"no metrics files under {metrics_dir}/<dataset>/*.json (run `pipeline evaluate` first)")
+        raise FileNotFoundError(
+            f"no metrics files under {metrics_dir}/<dataset>/*.json (run `pipeline evaluate` first)"
+        )
     text = "\n".join([_main_table(reports), "", _robustness_table(reports)]).rstrip() + "\n"
     print(text)
     if out is not None:
@@ -116,7 +118,8 @@ def _notes(reports: list[dict[str, Any]]) -> list[str]:
             f"tau stride {proto['tau_stride']}, retrieval stride {proto['retrieval_stride']}; "
             f"Cls = RBF SVC(C=1, gamma='scale', ovo), LogReg = multinomial logistic regression, "
             f"{'z-scored' if proto['standardize'] else 'raw'} features; action recognition: {proto['action_frames']} "
-            f"uniform frames, {proto['action_pooling']} pooling, logistic regression; scikit-learn {r['sklearn_version']}."
+            f"uniform frames, {proto['action_pooling']} pooling, logistic regression; "
+            f"scikit-learn {r['sklearn_version']}."
         )
         for metric, reason in sorted(r.get("skipped", {}).items()):
             notes.append(f"  - {metric}: not computed ({reason})")

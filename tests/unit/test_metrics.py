@@ -81,7 +81,10 @@ def test_activity_retrieval_counts_neighbours_of_the_same_activity():
     assert M.activity_retrieval([a1, a2, b1], ["x", "x", "y"], k=3, stride=1) == pytest.approx((1 + 1 + 0) / 3)
 
 
-@pytest.mark.parametrize(("n", "fraction", "expected"), [(10, 0.1, 1), (10, 0.5, 5), (10, 1.0, 10), (3, 0.1, 1), (29, 0.5, 14), (100, 0.29, 29)])
+@pytest.mark.parametrize(
+    ("n", "fraction", "expected"),
+    [(10, 0.1, 1), (10, 0.5, 5), (10, 1.0, 10), (3, 0.1, 1), (29, 0.5, 14), (100, 0.29, 29)],
+)
 def test_fraction_rule_takes_floor_of_f_times_n_at_least_one(n, fraction, expected):
     assert M.n_first_videos(n, fraction) == expected
 

@@ -85,7 +85,8 @@ def _ikea_frame_labels(path: Path) -> dict[str, np.ndarray]:
     segs = defaultdict(list)
     with path.open() as fh:
         for row in csv.DictReader(fh):
-            segs[row["case_name"]].append((int(row["start_frame"]), int(row["end_frame_inclusive"]), int(row["gt_label"])))
+            span = (int(row["start_frame"]), int(row["end_frame_inclusive"]), int(row["gt_label"]))
+            segs[row["case_name"]].append(span)
     out = {}
     for name, rows in segs.items():
         labels = np.full(max(e for _, e, _ in rows) + 1, -1, dtype=np.int64)
@@ -98,7 +99,8 @@ def _ikea_frame_labels(path: Path) -> dict[str, np.ndarray]:
 def _egoprocel_frame_labels(path: Path) -> dict[str, np.ndarray]:
     out = {}
     for task in json.loads(path.read_text()).values():
-        for handle, actions, starts, ends in zip(task["handles"], task["hdl_actions"], task["hdl_start_times"], task["hdl_end_times"]):
+        columns = (task["handles"], task["hdl_actions"], task["hdl_start_times"], task["hdl_end_times"])
+        for handle, actions, starts, ends in zip(*columns):
             labels = np.full(int(max(ends)), -1, dtype=np.int64)
             for act, s, e in zip(actions, starts, ends):  # half-open [start, end): each end is the next start
                 labels[int(s) : int(e)] = int(act)
