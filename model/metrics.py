@@ -129,23 +129,30 @@ def kendalls_tau(
 def _knn_other_videos(x: np.ndarray, video: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each frame's k nearest frames (squared Euclidean) among frames of other videos.
 
-    x: (F, D); video: (F,) video id per frame. Returns (F, k) indices and a (F, k) mask of real neighbours
-    (False where a frame has fewer than k frames in other videos).
+    x: (F, D); video: (F,) video id per frame, each video's frames contiguous. Returns (F, k) indices and a
+    (F, k) mask of real neighbours (False where a frame has fewer than k frames in other videos). Rows are
+    ranked by |x_j|^2 - 2 x_i.x_j, which orders neighbours exactly as the squared distance does.
     """
     import torch
 
+    change = np.flatnonzero(np.diff(video)) + 1
+    starts, ends = np.concatenate([[0], change]), np.concatenate([change, [len(video)]])
+    if len(np.unique(video)) != len(starts):
+        raise ValueError("each video's frames must be contiguous")
+    run = np.repeat(np.arange(len(starts)), ends - starts)  # (F,) which run a frame belongs to
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    vt = torch.from_numpy(np.asarray(video, dtype=np.int64))
     sq = (xt * xt).sum(1)
     k = min(k, len(x))
     idx = np.empty((len(x), k), dtype=np.int64)
     ok = np.empty((len(x), k), dtype=bool)
     block = max(1, _BLOCK_ELEMENTS // len(x))
     for s in range(0, len(x), block):
-        d = sq[s : s + block, None] + sq[None, :] - 2.0 * (xt[s : s + block] @ xt.T)  # (b, F)
-        d[vt[s : s + block, None] == vt[None, :]] = torch.inf
+        e = min(s + block, len(x))
+        d = torch.addmm(sq[None, :], xt[s:e], xt.T, beta=1.0, alpha=-2.0)  # (b, F)
+        for r in range(run[s], run[e - 1] + 1):  # a frame never retrieves frames of its own video
+            d[max(starts[r], s) - s : min(ends[r], e) - s, starts[r] : ends[r]] = torch.inf
         val, ind = torch.topk(d, k, dim=1, largest=False)
-        idx[s : s + block], ok[s : s + block] = ind.numpy(), torch.isfinite(val).numpy()
+        idx[s:e], ok[s:e] = ind.numpy(), torch.isfinite(val).numpy()
     return idx, ok
 
 

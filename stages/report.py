@@ -121,8 +121,11 @@ def _notes(reports: list[dict[str, Any]]) -> list[str]:
             f"uniform frames, {proto['action_pooling']} pooling, logistic regression; "
             f"scikit-learn {r['sklearn_version']}."
         )
+        by_reason: dict[str, list[str]] = {}
         for metric, reason in sorted(r.get("skipped", {}).items()):
-            notes.append(f"  - {metric}: not computed ({reason})")
+            by_reason.setdefault(reason, []).append(metric)
+        for reason, metrics in by_reason.items():
+            notes.append(f"  - not computed ({reason}): {', '.join(metrics)}")
     return notes + [""] + [f"- {n}" for n in PAPER_NOTES]
 
 

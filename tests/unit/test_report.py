@@ -60,7 +60,7 @@ def test_notes_state_split_stride_classifier_version_and_skips(tmp_path):
     text = report.run(tmp_path)
     assert "evaluated on 'test' (11 videos" in text and "tau stride 2" in text and "scikit-learn 1.9.1" in text
     assert "RBF SVC(C=1, gamma='scale', ovo)" in text
-    assert "action_recognition: not computed (needs two or more activities)" in text
+    assert "not computed (needs two or more activities): action_recognition" in text
     assert "TCC phase annotations" in text
 
 
