@@ -60,8 +60,10 @@ def _scores_single_thread(train, val, params, classifier) -> dict[str, float | N
         for act in sorted(set(val.activities)):
             tr, va = train.of(act), val.of(act)
             if tr.embeddings:
+                step = params.classifier_train_stride
                 preds = M.phase_predictions(
-                    tr.embeddings, tr.labels, va.embeddings, 1.0, classifier, standardize=params.standardize
+                    [e[::step] for e in tr.embeddings], [y[::step] for y in tr.labels], va.embeddings, 1.0,
+                    classifier, standardize=params.standardize,
                 )
                 accs.append(M.frame_accuracy(preds, va.labels))
         finite = [a for a in accs if not math.isnan(a)]

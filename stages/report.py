@@ -117,6 +117,7 @@ def _notes(reports: list[dict[str, Any]]) -> list[str]:
             f"{'with' if r['frame_labels'] else 'without'} per-frame labels); per activity, then mean over activities; "
             f"tau stride {proto['tau_stride']}, retrieval stride {proto['retrieval_stride']}; "
             f"Cls = RBF SVC(C=1, gamma='scale', ovo), LogReg = multinomial logistic regression, "
+            f"fitted on {_train_frames(proto.get('classifier_train_stride', 1))}, "
             f"{'z-scored' if proto['standardize'] else 'raw'} features; action recognition: {proto['action_frames']} "
             f"uniform frames, {proto['action_pooling']} pooling, logistic regression; "
             f"scikit-learn {r['sklearn_version']}."
@@ -127,6 +128,10 @@ def _notes(reports: list[dict[str, Any]]) -> list[str]:
         for reason, metrics in by_reason.items():
             notes.append(f"  - not computed ({reason}): {', '.join(metrics)}")
     return notes + [""] + [f"- {n}" for n in PAPER_NOTES]
+
+
+def _train_frames(stride: int) -> str:
+    return "all training frames" if stride == 1 else f"every {stride}-th training frame"
 
 
 def _robust_cell(scores: dict[str, float | None] | None) -> str:
