@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,11 +26,42 @@ JOINTS = "joints_2d"
 
 
 class Embedder(Protocol):
-    """What `stages.train.load_embedder` returns: the (artifact, array) inputs it reads, and `embed`."""
+    """What `stages.train.load_embedder` returns: the (artifact, array) inputs it reads, and `embed` of one
+    sequence's arrays keyed by array name -> (T, D). Models trained per activity need the activity; an
+    embedder may also offer `embed_many(items, activities)`, which `embed_sequences` uses to batch."""
 
     inputs: tuple[tuple[str, str], ...]
 
-    def embed(self, arrays: dict[str, np.ndarray]) -> np.ndarray: ...
+    def embed(self, arrays: dict[str, np.ndarray], activity: str | None = None) -> np.ndarray: ...
+
+
+def embed_sequences(
+    embedder: Embedder,
+    items: Sequence[dict[str, np.ndarray]],
+    ids: Sequence[str],
+    activities: Sequence[str],
+    batch_size: int = 16,
+) -> list[np.ndarray]:
+    """Per sequence, its (T_i, D) float32 embedding; batches of similar length when `embed_many` exists."""
+    many = getattr(embedder, "embed_many", None)
+    order = sorted(range(len(items)), key=lambda i: len(next(iter(items[i].values()))))
+    out: list[np.ndarray] = [np.empty(0)] * len(items)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        try:
+            if many is not None:
+                embs = many([items[i] for i in chunk], [activities[i] for i in chunk])
+            else:
+                embs = [embedder.embed(items[i], activity=activities[i]) for i in chunk]
+        except Exception as err:  # add which sequences failed; the error itself propagates
+            raise RuntimeError(f"embedding sequences {[ids[i] for i in chunk]} failed: {err}") from err
+        for i, emb in zip(chunk, embs):
+            emb = np.asarray(emb, dtype=np.float32)
+            n = len(next(iter(items[i].values())))
+            if emb.ndim != 2 or len(emb) != n:
+                raise ValueError(f"embedder returned shape {emb.shape} for sequence {ids[i]} of {n} frames")
+            out[i] = emb
+    return out
 
 
 @dataclass(frozen=True)
@@ -77,23 +108,10 @@ def _scores_single_thread(train, val, params, classifier) -> dict[str, float | N
     return out
 
 
-def _embed_all(
-    embedder: Embedder,
-    inputs: Sequence[dict[str, np.ndarray]],
-    ids: Sequence[str],
-    perturb: Callable[[np.ndarray, np.random.Generator], np.ndarray],
-    seed: Sequence[int],
-) -> list[np.ndarray]:
-    """Per sequence (T, D): the embedding of its inputs with joints_2d perturbed (rng seeded per sequence)."""
-    out = []
-    for i, (arrays, seq_id) in enumerate(zip(inputs, ids)):
-        rng = np.random.default_rng([*seed, i])
-        emb = np.asarray(embedder.embed({**arrays, JOINTS: perturb(arrays[JOINTS], rng)}), dtype=np.float32)
-        if emb.ndim != 2 or len(emb) != len(arrays[JOINTS]):
-            n = len(arrays[JOINTS])
-            raise ValueError(f"embedder returned shape {emb.shape} for sequence {seq_id} of {n} frames")
-        out.append(emb)
-    return out
+def _perturbed(inputs: Sequence[dict[str, np.ndarray]], perturb, seed: Sequence[int]) -> list[dict[str, np.ndarray]]:
+    """The inputs with joints_2d perturbed, each sequence with its own seeded generator."""
+    return [{**arrays, JOINTS: perturb(arrays[JOINTS], np.random.default_rng([*seed, i]))}
+            for i, arrays in enumerate(inputs)]
 
 
 def robustness(
@@ -115,7 +133,7 @@ def robustness(
     sequences embedded clean through the same model, so clean and perturbed features come from one path.
     """
     groups = limb_groups(layout)
-    train = train.with_embeddings(_embed_all(embedder, train_inputs, train.ids, lambda x, rng: x, (seed,)))
+    train = train.with_embeddings(embed_sequences(embedder, train_inputs, train.ids, train.activities))
     settings = [
         ("drop_limb", f"p{round(p * 100)}", (seed, 0, j), lambda x, rng, p=p: drop_limbs(x, groups, p, rng))
         for j, p in enumerate(params.drop_probabilities)
@@ -125,7 +143,7 @@ def robustness(
     ]
     out: dict[str, dict[str, dict[str, float | None]]] = {"drop_limb": {}, "keypoint_noise": {}}
     for kind, name, rng_key, perturb in settings:
-        embs = _embed_all(embedder, val_inputs, val.ids, perturb, rng_key)
+        embs = embed_sequences(embedder, _perturbed(val_inputs, perturb, rng_key), val.ids, val.activities)
         out[kind][name] = _scores(train, val.with_embeddings(embs), protocol, params.classifier)
         log.info("robustness: %s %s -> %s", kind, name, out[kind][name])
     return out

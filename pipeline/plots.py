@@ -5,7 +5,8 @@
                           neighbour in the other (MASA Fig. 1, LA2DS Figs. 8-9)
     tau_per_activity.png  Kendall's tau per activity, learned embeddings beside the baselines
     action_confusion.png  action recognition confusion matrix (row-normalised), when computed
-    loss.png              training loss curve from the model's log.jsonl ({"step", "loss", ...} per line)
+    loss.png              training loss curve from the model's log.jsonl ({"step", "loss", ...} per line;
+                          per-activity models: one curve per models/<D>/<method>/<activity>/log.jsonl)
 
 The embedding plotted (t-SNE, alignment, confusion) is the learned one, or the first raw baseline for
 method 'raw'.
@@ -35,7 +36,7 @@ def _pyplot():
 
 
 def write_all(out_dir: Path, val, features: dict[str, list[np.ndarray]], results: dict[str, Any],
-              log_path: Path, params, *, seed: int = 0) -> list[Path]:
+              models_dir: Path, params, *, seed: int = 0) -> list[Path]:
     """Write every plot that has data; returns the files written. `val` has .ids, .activities, .labels."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in FILES:  # a plot that no longer has data must not survive from an earlier run
@@ -50,8 +51,10 @@ def write_all(out_dir: Path, val, features: dict[str, list[np.ndarray]], results
     ]
     if results[primary].confusion is not None:
         written.append(confusion(out_dir / "action_confusion.png", *results[primary].confusion, primary))
-    if log_path.is_file():
-        written.append(loss_curve(out_dir / "loss.png", log_path))
+    single = models_dir / "log.jsonl"
+    logs = [single] if single.is_file() else sorted(models_dir.glob("*/log.jsonl"))
+    if logs:
+        written.append(loss_curve(out_dir / "loss.png", logs))
     written = [p for p in written if p is not None]
     log.info("plots: %s", ", ".join(str(p) for p in written))
     return written
@@ -137,8 +140,7 @@ def confusion(path: Path, classes: list[str], counts: np.ndarray, name: str) -> 
     return _save(fig, path)
 
 
-def loss_curve(path: Path, log_path: Path) -> Path | None:
-    """Plot every numeric key starting with 'loss' against 'step'; a malformed line is an error naming it."""
+def _read_log(log_path: Path) -> list[dict[str, Any]]:
     rows = []
     for n, line in enumerate(log_path.read_text().splitlines(), start=1):
         if line.strip():
@@ -146,17 +148,29 @@ def loss_curve(path: Path, log_path: Path) -> Path | None:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
                 raise ValueError(f"{log_path}:{n}: not a JSON line: {err}") from err
-    rows = [r for r in rows if "step" in r and "loss" in r]
-    if not rows:
+    return [r for r in rows if "step" in r and isinstance(r.get("loss"), (int, float))]
+
+
+def loss_curve(path: Path, logs: list[Path]) -> Path | None:
+    """One log: every numeric key starting with 'loss' against 'step'; several (per-activity models): 'loss'
+    of each, labelled by its folder. A malformed line is an error naming the file and line."""
+    curves = []
+    for log_path in logs:
+        rows = _read_log(log_path)
+        keys = ["loss"] if len(logs) > 1 else sorted(
+            {k for r in rows for k, v in r.items() if k.startswith("loss") and isinstance(v, (int, float))})
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            if pts:
+                curves.append((key if len(logs) == 1 else log_path.parent.name, pts))
+    if not curves:
         return None
-    keys = sorted({k for r in rows for k, v in r.items() if k.startswith("loss") and isinstance(v, (int, float))})
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in keys:
-        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-        ax.plot(*zip(*pts), label=key, lw=1)
-    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_title(f"training loss ({log_path.parent.name})")
-    ax.legend(fontsize=8)
+    for label, pts in curves:
+        ax.plot(*zip(*pts), label=label, lw=1)
+    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_title(f"training loss ({logs[0].parent.name})")
+    ax.legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -111,7 +111,7 @@ def run(ctx: StageContext, method: str, trained_on: str | None = None, device: s
 
         models_dir = ctx.workdir / "models" / (trained_on or ctx.name) / method
         plots.write_all(ctx.plots_dir(name), val, {f: va for f, (_, va) in features.items()}, results,
-                        models_dir / "log.jsonl", params.plots, seed=params.seed)
+                        models_dir, params.plots, seed=params.seed)
     log.info("%s/%s: metrics -> %s (%.1f s)", ctx.name, name, ctx.metrics_path(name), report["seconds"]["total"])
     return report
 
@@ -202,13 +202,9 @@ def _inputs(ctx: StageContext, embedder, split: Split) -> list[dict[str, np.ndar
 
 
 def _embed(ctx: StageContext, embedder, split: Split) -> list[np.ndarray]:
-    out = []
-    for seq_id, arrays, n in zip(split.ids, _inputs(ctx, embedder, split), split.n_frames):
-        emb = np.asarray(embedder.embed(arrays), dtype=np.float32)
-        if emb.ndim != 2 or len(emb) != n:
-            raise EvaluateError(f"the model embedded sequence {seq_id} ({n} frames) as shape {emb.shape}")
-        out.append(emb)
-    return out
+    from model.robustness import embed_sequences
+
+    return embed_sequences(embedder, _inputs(ctx, embedder, split), split.ids, split.activities)
 
 
 def _robustness(ctx, method, device, train: Split, val: Split, params: EvaluateParams):

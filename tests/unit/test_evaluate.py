@@ -76,7 +76,7 @@ class FakeEmbedder:
 
     inputs = (("keypoints", "joints_2d"),)
 
-    def embed(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    def embed(self, arrays: dict[str, np.ndarray], activity: str | None = None) -> np.ndarray:
         joints = arrays["joints_2d"]
         return np.concatenate([normalise_keypoints(joints, PENN13), time_feature(len(joints))], 1)
 
@@ -163,3 +163,17 @@ def test_missing_embeddings_name_the_store(tmp_path):
     ctx = build_dataset(tmp_path, plots=False)
     with pytest.raises(evaluate.EvaluateError, match="embeddings_other"):
         evaluate.run(ctx, method="other")
+
+
+def test_loss_curve_plots_per_activity_logs(tmp_path):
+    from pipeline.plots import loss_curve
+
+    logs = []
+    for act in ("jump", "squat"):
+        (tmp_path / act).mkdir()
+        logs.append(tmp_path / act / "log.jsonl")
+        logs[-1].write_text("".join(json.dumps({"step": s, "epoch": 0, "loss": 1 / (s + 1)}) + "\n" for s in range(5)))
+    assert loss_curve(tmp_path / "loss.png", logs).stat().st_size > 1000
+    logs[0].write_text('{"step": 1, "loss": 0.5}\nnot json\n')
+    with pytest.raises(ValueError, match=r"jump/log.jsonl:2"):
+        loss_curve(tmp_path / "loss.png", logs)
