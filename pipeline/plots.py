@@ -73,7 +73,8 @@ def tsne(
     from model.protocol import single_threaded
 
     with single_threaded():  # Barnes-Hut t-SNE threads thrash a busy machine (measured 10x slower)
-        tsne_model = TSNE(2, perplexity=min(perplexity, max(1.0, (len(x) - 1) / 3)), init="pca", random_state=seed)
+        init = "pca" if x.shape[1] >= 2 else "random"  # PCA cannot give 2 components of 1-d data (t/T)
+        tsne_model = TSNE(2, perplexity=min(perplexity, max(1.0, (len(x) - 1) / 3)), init=init, random_state=seed)
         xy = tsne_model.fit_transform(x)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -12,11 +11,6 @@ import numpy as np
 import pytest
 
 from model import segmentation_metrics as S
-
-
-def _shared_data() -> Path:
-    root = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
-    return root.resolve()
 
 
 def test_hungarian_recovers_a_permuted_labelling_exactly():
@@ -125,9 +119,9 @@ def _direct_accuracy(pred: list[np.ndarray], gt: list[np.ndarray]) -> float:
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("source", ["ikea_asm", "egoprocel"])
-def test_real_label_files_give_mof_one_against_themselves_and_the_counted_value_when_shifted(source):
+def test_real_label_files_give_mof_one_against_themselves_and_the_counted_value_when_shifted(source, shared_data):
     files = {"ikea_asm": "ikea_asm/ikea_asm_test_gt_segments.csv", "egoprocel": "egoprocel/egoprocel.json"}
-    path = _shared_data() / files[source]
+    path = shared_data / files[source]
     if not path.is_file():
         pytest.skip(f"real label file {path} is absent")
     reader = _ikea_frame_labels if source == "ikea_asm" else _egoprocel_frame_labels
