@@ -77,33 +77,24 @@ def run(ctx: StageContext, method: str, trained_on: str | None = None, device: s
     if method == "raw" and trained_on is not None:
         raise EvaluateError("--trained-on needs a trained method, not 'raw'")
 
-    embedder = None
-    features: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-    if trained_on is not None:
-        embedder = _load_embedder(ctx.workdir / "models" / trained_on / method, device)
-        features["learned"] = tuple(_embed(ctx, embedder, s) for s in (train, val))
-    elif method != "raw":
-        url = ctx.artifact(f"embeddings_{method}")
-        features["learned"] = tuple(_read(url, s, "embedding") for s in (train, val))
+    features = _learned(ctx, method, trained_on, device, train, val)
     features.update(_baselines(ctx, train, val))
-
     results: dict[str, ProtocolResult] = {}
     for feat, (tr, va) in features.items():
         log.info("%s/%s: evaluating %s features (%d train, %d %s videos)",
                  ctx.name, name, feat, len(tr), len(va), eval_split)
         results[feat] = evaluate_features(train.videos(tr), val.videos(va), params.protocol, seed=params.seed)
 
-    if method == "raw":
-        robust, robust_reason = None, "no trained model for method 'raw'"
-    elif trained_on is not None:
-        robust, robust_reason = None, "not run on generalisation runs (--trained-on)"
-    else:
-        robust, robust_reason = _robustness(ctx, method, device, train, val, params)
-
     report = _report(ctx, method, trained_on, eval_split, train, val, results, params)
+    if method == "raw":
+        robust, reason = None, "no trained model for method 'raw'"
+    elif trained_on is not None:
+        robust, reason = None, "not run on generalisation runs (--trained-on)"
+    else:
+        robust, reason = _robustness(ctx, method, device, train, val, params)
     report["robustness"] = robust
     if robust is None:
-        report["skipped"]["robustness"] = robust_reason
+        report["skipped"]["robustness"] = reason
     report["seconds"]["total"] = time.perf_counter() - start
     _write_json(ctx.metrics_path(name), report)
     if params.plots.enabled:
@@ -114,6 +105,18 @@ def run(ctx: StageContext, method: str, trained_on: str | None = None, device: s
                         models_dir, params.plots, seed=params.seed)
     log.info("%s/%s: metrics -> %s (%.1f s)", ctx.name, name, ctx.metrics_path(name), report["seconds"]["total"])
     return report
+
+
+def _learned(ctx: StageContext, method: str, trained_on: str | None, device: str, train: Split, val: Split):
+    """{"learned": (train, val) embeddings}: from the method's store, or embedded by the model trained on
+    another dataset; {} for method 'raw'."""
+    if trained_on is not None:
+        embedder = _load_embedder(ctx.workdir / "models" / trained_on / method, device)
+        return {"learned": tuple(_embed(ctx, embedder, s) for s in (train, val))}
+    if method != "raw":
+        url = ctx.artifact(f"embeddings_{method}")
+        return {"learned": tuple(_read(url, s, "embedding") for s in (train, val))}
+    return {}
 
 
 def _split(index: SequenceIndex, split: str) -> Split:
