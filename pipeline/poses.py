@@ -86,8 +86,8 @@ def read_poses(row: Mapping[str, Any], layout: str, *, person: PersonChoice = "t
         raise DatasetError(f"sequence {seq}: {fmt} poses ({path}) are {expected}, but the dataset layout is {layout}")
     try:
         poses = READERS[fmt](path, layout, person)
-    except DatasetError:
-        raise
+    except DatasetError as err:
+        raise DatasetError(f"sequence {seq}: {err}") from err
     except (OSError, ValueError, KeyError, IndexError) as err:
         raise DatasetError(f"sequence {seq}: cannot read {fmt} poses {path}: {err}") from err
     n_source = poses.n_frames
@@ -122,6 +122,8 @@ def _openpose_people(path: Path, n_joints: int) -> np.ndarray:
     """(P, K, 3) [x, y, conf] of one OpenPose frame; undetected joints (conf 0) get NaN coordinates."""
     try:
         people = json.loads(path.read_text())["people"]
+        if not people:
+            return np.zeros((0, n_joints, 3), np.float32)
         arr = np.array([p["pose_keypoints_2d"] for p in people], dtype=np.float32).reshape(len(people), -1, 3)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise DatasetError(f"malformed OpenPose file {path}: {err!r}") from err
@@ -161,7 +163,7 @@ def read_h2o(folder: Path, layout: str, person: PersonChoice) -> Poses:
     valid = hands[:, :, 0] > 0  # (T, 2): left, right
     joints_3d = hands[:, :, 1:].reshape(len(rows), 2, 21, 3).copy()
     joints_3d[~valid] = np.nan
-    joints_3d = joints_3d.reshape(len(rows), 42, 3).astype(np.float32)
+    joints_3d = joints_3d.reshape(len(rows), 42, 3)
     intrinsics = folder.parent / "cam_intrinsics.txt"
     if intrinsics.is_file():
         fx, fy, cx, cy, width, height = _h2o_intrinsics(intrinsics)
@@ -176,7 +178,7 @@ def read_h2o(folder: Path, layout: str, person: PersonChoice) -> Poses:
         size, projection = None, "orthographic"
         log.debug("%s: no %s, projecting orthographically", folder, intrinsics.name)
     joints_2d = np.concatenate([xy, conf[..., None]], axis=-1).astype(np.float32)
-    return Poses(layout, joints_2d, joints_3d, image_size=size, projection=projection)
+    return Poses(layout, joints_2d, joints_3d.astype(np.float32), image_size=size, projection=projection)
 
 
 def _h2o_frame(path: Path) -> np.ndarray:
