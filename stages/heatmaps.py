@@ -22,7 +22,7 @@ import numpy as np
 
 from pipeline.context import StageContext
 from pipeline.params import to_dict
-from pipeline.runner import StageError, Task, run_incremental
+from pipeline.runner import StageError, StageSummary, Task, run_incremental
 from pipeline.sequences import read_index
 from pipeline.store import ArtifactStore, fingerprint
 
@@ -45,7 +45,7 @@ class HeatmapsParams:
     compression_level: int = 3
 
 
-def run(ctx: StageContext) -> None:
+def run(ctx: StageContext) -> StageSummary:
     params = ctx.params(STAGE, HeatmapsParams)
     if params.size < 1 or params.sigma <= 0 or params.pad < 0:
         raise StageError(f"{STAGE}: need size >= 1, sigma > 0 and pad >= 0 in {ctx.params_path}, got {params}")
@@ -79,7 +79,7 @@ def run(ctx: StageContext) -> None:
         scheduler=ctx.scheduler,
         workers=ctx.workers,
     )
-    log.info(summary.line())
+    return summary
 
 
 def render_sequence(store_url: str, task: Task) -> int:
