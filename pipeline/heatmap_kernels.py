@@ -98,3 +98,33 @@ def render_frames(grid, limb_a, limb_b, k, r2, out):
             b = limb_b[m]
             c = min(grid[t, a, 2], grid[t, b, 2])
             limb_map(out[t, n_joints + m], grid[t, a, 0], grid[t, a, 1], grid[t, b, 0], grid[t, b, 1], c, k, r2, radius)
+
+
+@numba.njit(**_JIT)
+def float16_bits(values, out):
+    """out (uint16) <- IEEE half-precision bits of float32 `values` (same flat size), rounding to nearest
+    even like NumPy's astype(float16): NaN, infinities, overflow and subnormals included."""
+    src = values.view(np.uint32)
+    denorm_magic = np.uint32(((127 - 15) + (23 - 10) + 1) << 23)
+    denorm_magic_f = np.array([denorm_magic], np.uint32).view(np.float32)[0]
+    for i in range(src.size):
+        f = src[i]
+        sign = (f >> np.uint32(16)) & np.uint32(0x8000)
+        f &= np.uint32(0x7FFFFFFF)
+        if f >= np.uint32((127 + 16) << 23):  # overflow to inf; NaN stays NaN
+            o = np.uint32(0x7E00) if f > np.uint32(0x7F800000) else np.uint32(0x7C00)
+        elif f < np.uint32(113 << 23):  # subnormal or zero: let float addition round the mantissa
+            shifted = np.array([f], np.uint32).view(np.float32)[0] + denorm_magic_f
+            o = np.array([shifted], np.float32).view(np.uint32)[0] - denorm_magic
+        else:
+            odd = (f >> np.uint32(13)) & np.uint32(1)
+            o = (f + np.uint32(((15 - 127) << 23) + 0xFFF) + odd) >> np.uint32(13)
+        out[i] = np.uint16(o | sign)
+
+
+@numba.njit(**_JIT)
+def uint8_levels(values, out):
+    """out (uint8) <- round(255 * clip(values, 0, 1)), same flat size."""
+    for i in range(values.size):
+        v = min(max(values[i], np.float32(0.0)), np.float32(1.0))
+        out[i] = np.uint8(v * np.float32(255.0) + np.float32(0.5))

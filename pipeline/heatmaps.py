@@ -29,6 +29,8 @@ CUTOFF = 1e-3
 MAX_GRID_COORD = 1e4
 """Grid coordinates beyond +-this (absurd poses far outside the crop) count as missing, so that
 squared distances stay finite in float32."""
+UINT8_SCALE = 1.0 / 255.0
+"""Stored uint8 heatmap levels times this are the maps."""
 MIN_BLOCK = 128
 """Frames per thread below which `render` stays on one thread."""
 
@@ -112,6 +114,26 @@ def render(
     r2 = np.float32(2.0 * sigma**2 * math.log(1.0 / CUTOFF))
     _run_blocks(grid, limb_a, limb_b, k, r2, out, _n_threads(threads, n_frames))
     return out
+
+
+def quantise(maps: np.ndarray, dtype: str) -> tuple[np.ndarray, float]:
+    """Maps (any shape, float32) in a storage dtype, and the factor that turns stored values back into maps.
+
+    float16: the nearest half-precision value (bit-identical to `astype(np.float16)`), factor 1.
+    uint8: round(255 * clip(h, 0, 1)), factor 1/255, so h = stored / 255 to within 1/510 for h in [0, 1].
+    """
+    from pipeline.heatmap_kernels import float16_bits, uint8_levels
+
+    flat = np.ascontiguousarray(maps, dtype=np.float32).reshape(-1)
+    if dtype == "float16":
+        out = np.empty(flat.size, dtype=np.uint16)
+        float16_bits(flat, out)
+        return out.view(np.float16).reshape(maps.shape), 1.0
+    if dtype == "uint8":
+        out = np.empty(flat.size, dtype=np.uint8)
+        uint8_levels(flat, out)
+        return out.reshape(maps.shape), UINT8_SCALE
+    raise ValueError(f"unknown heatmap storage dtype {dtype!r}; use float16 or uint8")
 
 
 def flip_heatmaps(heatmaps: np.ndarray, layout: Skeleton) -> np.ndarray:

@@ -28,7 +28,6 @@ from pipeline.store import ArtifactStore, fingerprint
 
 log = logging.getLogger(__name__)
 STAGE = "heatmaps"
-UINT8_SCALE = 1.0 / 255.0
 
 
 @dataclass(frozen=True)
@@ -84,14 +83,14 @@ def run(ctx: StageContext) -> StageSummary:
 
 def render_sequence(store_url: str, task: Task) -> int:
     """Render one sequence's heatmaps from its stored keypoints and write them; returns its frame count."""
-    from pipeline.heatmaps import crop_box, render
+    from pipeline.heatmaps import crop_box, quantise, render
     from pipeline.skeletons import get_layout
 
     params = HeatmapsParams(**task.payload["params"])
     keypoints = ArtifactStore(task.payload["keypoints"])
     seq = task.seq_id
-    joints = keypoints.read(seq, "joints_2d")
     attrs = keypoints.attrs(seq)
+    joints = keypoints.array(seq, "joints_2d")[...]
     layout = get_layout(attrs["layout"])
     if joints.ndim != 3 or joints.shape[1:] != (layout.n_joints, 3):
         raise ValueError(f"{seq}: joints_2d in {keypoints.url} has shape {joints.shape}, layout {layout.name} "
@@ -119,12 +118,3 @@ def render_sequence(store_url: str, task: Task) -> int:
         level=params.compression_level,
     )
     return len(joints)
-
-
-def quantise(maps: np.ndarray, dtype: str) -> tuple[np.ndarray, float]:
-    """Maps in the stored dtype and the factor that turns stored values back into maps."""
-    if dtype == "float16":
-        return maps.astype(np.float16), 1.0
-    if dtype == "uint8":
-        return np.rint(np.clip(maps, 0.0, 1.0) * 255.0).astype(np.uint8), UINT8_SCALE
-    raise ValueError(f"unknown heatmap dtype {dtype!r}; use float16 or uint8")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.heatmaps import CUTOFF, crop_box, flip_heatmaps, render, to_grid
+from pipeline.heatmaps import CUTOFF, crop_box, flip_heatmaps, quantise, render, to_grid
 from pipeline.skeletons import get_layout
 
 S = 30
@@ -153,3 +153,18 @@ def test_bad_inputs_are_refused():
         render(joints, [], (5.0, 0.0, 5.0, 10.0))
     with pytest.raises(ValueError, match="channels"):
         flip_heatmaps(np.zeros((1, 5, S, S)), get_layout("penn13"))
+
+
+def test_quantise_float16_is_exact_and_uint8_within_half_a_level():
+    rng = np.random.default_rng(5)
+    maps = np.concatenate([rng.random(50_000), rng.random(5_000) * 1e-4, [0.0, 1.0, 65519.0, 1e6, 3e-8]]).astype(np.float32)
+    half, scale = quantise(maps, "float16")
+    assert half.dtype == np.float16 and scale == 1.0
+    with np.errstate(over="ignore"):  # 1e6 overflows to inf in both
+        np.testing.assert_array_equal(half.view(np.uint16), maps.astype(np.float16).view(np.uint16))
+    levels, scale = quantise(maps.reshape(5, -1, 1)[:, :100], "uint8")
+    assert levels.dtype == np.uint8 and levels.shape == (5, 100, 1)
+    h = np.clip(maps.reshape(5, -1, 1)[:, :100], 0, 1)
+    assert np.abs(levels * scale - h).max() <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match="uint8"):
+        quantise(maps, "int4")
