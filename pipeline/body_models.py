@@ -37,7 +37,9 @@ MANO_TIP_VERTICES = {"thumb": 744, "index": 320, "middle": 443, "ring": 554, "pi
 _MANO_ALL = MANO_JOINTS + tuple(f"{finger}4" for finger in MANO_TIP_VERTICES)
 MANO_TO_MANO21 = tuple(_MANO_ALL.index(name) for name in get_layout("mano21").joints)
 """mano21 joint i is joint MANO_TO_MANO21[i] of MANO's 16 joints followed by the 5 fingertips."""
-BATCH = 2048
+BATCH_VERTICES = 2**21
+"""Frames per forward pass = this // vertices (SMPL 304, MANO 2695): keeps the pose-blend intermediate
+(frames x vertices x 3 floats) near 24 MiB, which measured fastest on a 2-core CPU."""
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,10 @@ def smpl_joints(layer, global_orient: np.ndarray, body_pose: np.ndarray, betas: 
     """(T, 24, 3) float32 SMPL joints of global_orient (T, 3), body_pose (T, 69), betas (T, B)."""
     import torch
 
-    out = []
+    out, batch = [], _batch(layer)
     with torch.no_grad():
-        for s in range(0, len(global_orient), BATCH):
-            go, pose, b = (torch.as_tensor(a[s : s + BATCH], dtype=torch.float32) for a in (global_orient, body_pose, betas))
+        for s in range(0, len(global_orient), batch):
+            go, pose, b = (torch.as_tensor(a[s : s + batch], dtype=torch.float32) for a in (global_orient, body_pose, betas))
             result = layer(global_orient=go, body_pose=pose, betas=_fit_betas(b, layer.num_betas))
             out.append(result.joints[:, :24].numpy())
     return np.concatenate(out).astype(np.float32)
@@ -95,10 +97,10 @@ def mano_joints(layer, global_orient: np.ndarray, hand_pose: np.ndarray, betas: 
 
     tips = torch.as_tensor(list(MANO_TIP_VERTICES.values()))
     order = torch.as_tensor(MANO_TO_MANO21)
-    out = []
+    out, batch = [], _batch(layer)
     with torch.no_grad():
-        for s in range(0, len(global_orient), BATCH):
-            go, pose, b = (torch.as_tensor(a[s : s + BATCH], dtype=torch.float32) for a in (global_orient, hand_pose, betas))
+        for s in range(0, len(global_orient), batch):
+            go, pose, b = (torch.as_tensor(a[s : s + batch], dtype=torch.float32) for a in (global_orient, hand_pose, betas))
             result = layer(global_orient=go, hand_pose=pose, betas=_fit_betas(b, layer.num_betas))
             joints = torch.cat([result.joints[:, :16], result.vertices[:, tips]], dim=1)
             out.append(joints[:, order].numpy())
@@ -165,8 +167,9 @@ def mano_layer(path: str, is_rhand: bool, flat_hand_mean: bool):
     data = load_model_data(path, "mano")
     if not is_rhand:
         data = _fix_left_shapedirs(data, Path(path))
-    layer = smplx.MANO(path, is_rhand=is_rhand, data_struct=Struct(**data), use_pca=False,
-                       flat_hand_mean=flat_hand_mean, create_transl=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        layer = smplx.MANO(path, is_rhand=is_rhand, data_struct=Struct(**data), use_pca=False,
+                           flat_hand_mean=flat_hand_mean, create_transl=False)
     return layer.eval()
 
 
@@ -214,6 +217,10 @@ def _orient_and_pose(params, prefix: str, pose_dim: int) -> tuple[np.ndarray, np
     if go.ndim != 2 or go.shape[1] != 3 or pose.ndim != 2 or pose.shape[1] != pose_dim:
         raise BodyModelError(f"{prefix}: global_orient {go.shape} and pose {pose.shape}, need (T, 3) and (T, {pose_dim})")
     return go, pose
+
+
+def _batch(layer) -> int:
+    return max(1, BATCH_VERTICES // layer.v_template.shape[0])
 
 
 def _fit_betas(betas, n: int):

@@ -104,19 +104,16 @@ def render_frames(grid, limb_a, limb_b, k, r2, out):
 def float16_bits(values, out):
     """out (uint16) <- IEEE half-precision bits of float32 `values` (same flat size), rounding to nearest
     even like NumPy's astype(float16): NaN, infinities, overflow and subnormals included."""
-    src = values.view(np.uint32)
-    denorm_magic = np.uint32(((127 - 15) + (23 - 10) + 1) << 23)
-    denorm_magic_f = np.array([denorm_magic], np.uint32).view(np.float32)[0]
-    for i in range(src.size):
-        f = src[i]
+    bits = values.view(np.uint32)
+    for i in range(bits.size):
+        f = bits[i]
         sign = (f >> np.uint32(16)) & np.uint32(0x8000)
         f &= np.uint32(0x7FFFFFFF)
         if f >= np.uint32((127 + 16) << 23):  # overflow to inf; NaN stays NaN
             o = np.uint32(0x7E00) if f > np.uint32(0x7F800000) else np.uint32(0x7C00)
-        elif f < np.uint32(113 << 23):  # subnormal or zero: let float addition round the mantissa
-            shifted = np.array([f], np.uint32).view(np.float32)[0] + denorm_magic_f
-            o = np.array([shifted], np.float32).view(np.uint32)[0] - denorm_magic
-        else:
+        elif f < np.uint32(113 << 23):  # below 2^-14: a multiple of 2^-24 (exact scaling, then rint)
+            o = np.uint32(np.rint(abs(values[i]) * np.float32(16777216.0)))
+        else:  # rebias the exponent, round the mantissa to 10 bits, ties to even
             odd = (f >> np.uint32(13)) & np.uint32(1)
             o = (f + np.uint32(((15 - 127) << 23) + 0xFFF) + odd) >> np.uint32(13)
         out[i] = np.uint16(o | sign)
