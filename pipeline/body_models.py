@@ -19,7 +19,7 @@ import contextlib
 import io
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -60,19 +60,20 @@ def lift(params: dict[str, np.ndarray], model_dir: str | Path, *, gender: str = 
         raise BodyModelError("parameters hold both SMPL and MANO keys; one sequence is one skeleton layout")
     if body:
         layer = smpl_layer(str(model_file(model_dir, "smpl", gender=gender)), gender)
-        joints_3d, valid = _run(params, "smpl", 69, lambda go, pose, betas: smpl_joints(layer, go, pose, betas))
+        joints_3d, valid = _run(params, "smpl", 69, partial(smpl_joints, layer))
         return Lifted("smpl24", joints_3d, project_orthographic(joints_3d, params.get("smpl_camera"), valid))
     if not hands:
         raise BodyModelError(f"no SMPL/MANO parameters among keys {sorted(params)}")
-    n_frames = len(next(v for k, v in params.items() if v.ndim == 2))
+    n_frames = len(next(v for v in params.values() if v.ndim == 2))
+    n_joints = get_layout("mano21").n_joints
     parts_3d, parts_2d = [], []
     for side in ("left", "right"):
         if side not in hands:
-            parts_3d.append(np.full((n_frames, 21, 3), np.nan, np.float32))
-            parts_2d.append(_missing_2d(n_frames, 21))
+            parts_3d.append(np.full((n_frames, n_joints, 3), np.nan, np.float32))
+            parts_2d.append(_missing_2d(n_frames, n_joints))
             continue
         layer = mano_layer(str(model_file(model_dir, "mano", side=side)), side == "right", flat_hand_mean)
-        joints_3d, valid = _run(params, f"{side}_hand", 45, lambda go, pose, betas: mano_joints(layer, go, pose, betas))
+        joints_3d, valid = _run(params, f"{side}_hand", 45, partial(mano_joints, layer))
         parts_3d.append(joints_3d)
         parts_2d.append(project_orthographic(joints_3d, params.get(f"{side}_hand_camera"), valid))
     return Lifted("hands42", np.concatenate(parts_3d, axis=1), np.concatenate(parts_2d, axis=1))
@@ -87,7 +88,7 @@ def smpl_joints(layer, global_orient: np.ndarray, body_pose: np.ndarray, betas: 
         for s in range(0, len(global_orient), batch):
             go, pose, b = (torch.as_tensor(a[s : s + batch], dtype=torch.float32) for a in (global_orient, body_pose, betas))
             result = layer(global_orient=go, body_pose=pose, betas=_fit_betas(b, layer.num_betas))
-            out.append(result.joints[:, :24].numpy())
+            out.append(result.joints[:, : get_layout("smpl24").n_joints].numpy())  # then smplx's extra joints
     return np.concatenate(out).astype(np.float32)
 
 
@@ -102,7 +103,7 @@ def mano_joints(layer, global_orient: np.ndarray, hand_pose: np.ndarray, betas: 
         for s in range(0, len(global_orient), batch):
             go, pose, b = (torch.as_tensor(a[s : s + batch], dtype=torch.float32) for a in (global_orient, hand_pose, betas))
             result = layer(global_orient=go, hand_pose=pose, betas=_fit_betas(b, layer.num_betas))
-            joints = torch.cat([result.joints[:, :16], result.vertices[:, tips]], dim=1)
+            joints = torch.cat([result.joints[:, : len(MANO_JOINTS)], result.vertices[:, tips]], dim=1)
             out.append(joints[:, order].numpy())
     return np.concatenate(out).astype(np.float32)
 
@@ -174,7 +175,8 @@ def mano_layer(path: str, is_rhand: bool, flat_hand_mean: bool):
 
 
 def _fix_left_shapedirs(left: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
-    """The released MANO_LEFT has the right hand's shape basis along x (smplx issue #48): mirror it."""
+    """The released MANO_LEFT carries the right hand's x shape directions (a known defect that smplx users
+    patch the same way): mirror them when they equal the right model's."""
     right_path = next((p for p in (path.with_name(f"MANO_RIGHT{s}") for s in (".pkl", ".npz")) if p.is_file()), None)
     if right_path is None:
         return left

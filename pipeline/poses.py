@@ -38,14 +38,16 @@ from pipeline.timeline import resample_indices, uniform_times
 log = logging.getLogger(__name__)
 PersonChoice = Literal["track", "confidence"]
 FORMAT_LAYOUTS = {"penn_mat": "penn13", "openpose_json": "body25", "h2o_hand_pose": "hands42"}
-H2O_NUMBERS = 2 * (1 + 21 * 3)
+HAND_JOINTS = get_layout("mano21").n_joints
+H2O_NUMBERS = 2 * (1 + 3 * HAND_JOINTS)
 
 
 @dataclass(frozen=True)
 class Poses:
     """One sequence's poses. joints_2d: (T, K, 3) [x, y, conf] float32 (None when only model parameters
     are given); joints_3d: (T, K, 3) float32 or None; image_size: (width, height) or None; model_params:
-    SMPL/MANO parameters by key, per-frame ones (T, ...) on the same timeline."""
+    SMPL/MANO parameters by key, per-frame ones (T, ...) on the same timeline; projection: how joints_2d
+    was obtained ("dataset" labels/detections, "perspective" or "orthographic" projection of joints_3d)."""
 
     layout: str
     joints_2d: np.ndarray | None
@@ -159,11 +161,11 @@ def read_h2o(folder: Path, layout: str, person: PersonChoice) -> Poses:
     if not files:
         raise DatasetError(f"no per-frame NNNNNN.txt files in {folder}")
     rows = np.stack([_h2o_frame(path) for path in files])  # (T, 128)
-    hands = rows.reshape(len(rows), 2, 1 + 63)
+    hands = rows.reshape(len(rows), 2, 1 + 3 * HAND_JOINTS)
     valid = hands[:, :, 0] > 0  # (T, 2): left, right
-    joints_3d = hands[:, :, 1:].reshape(len(rows), 2, 21, 3).copy()
+    joints_3d = hands[:, :, 1:].reshape(len(rows), 2, HAND_JOINTS, 3).copy()
     joints_3d[~valid] = np.nan
-    joints_3d = joints_3d.reshape(len(rows), 42, 3)
+    joints_3d = joints_3d.reshape(len(rows), 2 * HAND_JOINTS, 3)
     intrinsics = folder.parent / "cam_intrinsics.txt"
     if intrinsics.is_file():
         fx, fy, cx, cy, width, height = _h2o_intrinsics(intrinsics)
