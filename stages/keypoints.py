@@ -8,7 +8,8 @@ models when an npz holds them (`pipeline.body_models`), optionally normalises th
 
 with attrs `layout` (skeleton name), `joints`, `image_size` ([width, height] or null), `projection`,
 `fps`, `n_frames`. Every sequence of a store has the dataset's layout. Incremental: a sequence is
-recomputed when its source files, these params or the body model files change.
+recomputed when its pose source (the index's `pose_fingerprint`), timeline, these params or the body
+model files change; a new video alone does not touch it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def run(ctx: StageContext) -> StageSummary:
         timeline = {k: row[k] for k in TIMELINE}
         tasks.append(Task(
             seq_id=row["id"],
-            fingerprint=fingerprint(row["fingerprint"], timeline, resolved, ctx.dataset.layout, models),
+            fingerprint=fingerprint(row["pose_fingerprint"] or row["fingerprint"], timeline, resolved,
+                                    ctx.dataset.layout, models),
             n_frames=int(row["n_frames"]),
             payload={"row": {"id": row["id"], "pose": row["pose"], **timeline}, "layout": ctx.dataset.layout,
                      "params": resolved, "model_dir": str(model_dir)},
