@@ -1,8 +1,5 @@
 """Heatmaps of every real Penn Action sequence: they render, hold no NaN, and peak on the labelled pixels."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,17 +10,10 @@ from pipeline.skeletons import get_layout
 SIZE, SIGMA = 30, 1.0
 
 
-def _shared_data() -> Path:
-    root = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
-    if not (root / "penn_action" / "labels").is_dir():
-        pytest.skip(f"real Penn Action labels not found under {root} (set SHARED_DATA)")
-    return root
-
-
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_every_penn_action_sequence_renders_with_peaks_on_the_labels():
-    files = sorted((_shared_data() / "penn_action" / "labels").glob("*.mat"))
+def test_every_penn_action_sequence_renders_with_peaks_on_the_labels(shared_data):
+    files = sorted((shared_data / "penn_action" / "labels").glob("*.mat"))
     assert len(files) == 2150
     layout = get_layout("penn13")
     n_checked = 0

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import scipy.io
 import yaml
+from click.testing import CliRunner
 
 from pipeline.context import StageContext
 from pipeline.manifest import DatasetSpec
 from pipeline.runner import StageError
 from pipeline.sequences import make_table, write_index
 from pipeline.store import ArtifactStore
+from pipeline.cli import main
+from pipeline.sequences import read_index
 from stages import heatmaps, index, keypoints
 from tests.body_model_fixtures import write_model_dir
 
@@ -157,3 +160,15 @@ def test_missing_body_models_fail_with_where_to_get_them(tmp_path):
     ctx = _context(tmp_path, _smpl_dataset(tmp_path))
     with pytest.raises(StageError, match=r"clip0.*SMPL_NEUTRAL\.pkl.*smpl\.is\.tue\.mpg\.de"):
         keypoints.run(ctx)
+
+
+def test_cli_on_the_generated_sample(project):
+    for args in (["keypoints", "-d", "sample", "-j", "1"], ["heatmaps", "-d", "sample", "-j", "1"]):
+        result = CliRunner().invoke(main, ["-q", *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    rows = list(read_index("data/sample/index.parquet").rows())
+    keypoints_store, heatmaps_store = ArtifactStore("data/sample/keypoints.zarr"), ArtifactStore("data/sample/heatmaps.zarr")
+    assert heatmaps_store.sequences() == sorted(row["id"] for row in rows)
+    for row in rows:
+        assert keypoints_store.read(row["id"], "joints_2d").shape == (row["n_frames"], 13, 3)
+        assert heatmaps_store.array(row["id"], "heatmap").shape == (row["n_frames"], 27, 30, 30)
