@@ -33,6 +33,7 @@ UINT8_SCALE = 1.0 / 255.0
 """Stored uint8 heatmap levels times this are the maps."""
 MIN_BLOCK = 128
 """Frames per thread below which `render` stays on one thread."""
+BLOCKS_PER_THREAD = 4
 
 Box = tuple[float, float, float, float]
 
@@ -182,7 +183,8 @@ def _run_blocks(grid, limb_a, limb_b, k, r2, out, threads: int) -> None:
     if threads == 1:
         render_frames(grid, limb_a, limb_b, k, r2, out)
         return
-    bounds = np.linspace(0, len(grid), threads + 1).astype(int)
+    # a few blocks per thread, so that a thread the OS preempts does not leave the others idle
+    bounds = np.linspace(0, len(grid), min(len(grid), BLOCKS_PER_THREAD * threads) + 1).astype(int)
     jobs = [
         _pool(threads).submit(render_frames, grid[a:b], limb_a, limb_b, k, r2, out[a:b])
         for a, b in zip(bounds[:-1], bounds[1:])
