@@ -166,8 +166,8 @@ class ArtifactStore:
             if data.size:
                 arr[...] = data
         meta = {**_jsonable(dict(attrs or {})), "fingerprint": fingerprint}
-        group.attrs.update(meta)
-        group.attrs.update({"complete": True})
+        group.update_attributes(meta)  # one metadata write (attrs.update writes once per key)
+        group.update_attributes({"complete": True})
 
     def delete(self, seq_id: str) -> None:
         if seq_id in self.root:
