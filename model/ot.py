@@ -3,7 +3,8 @@
 Shapes: B problems, N source frames, M target frames (or K prototypes). Every solver takes masks
 `mask_x` (B, N) and `mask_y` (B, M), True on real frames: padded rows and columns carry no mass and
 receive none, so sequences of different lengths share one batch. Marginals default to uniform over the
-real frames. Inputs in half precision are solved in float32; the returned plan has the input's dtype.
+real frames. Inputs in half precision are solved in float32, also inside an autocast region; the returned
+plan has the input's dtype.
 
 Solvers (the iterations are unrolled, so autograd differentiates the plan w.r.t. the cost):
 - `sinkhorn`: min_T <C, T> - eps H(T), T 1 = a, T^T 1 = b (POT's `ot.sinkhorn(a, b, C, eps,
@@ -29,6 +30,7 @@ Temporal structural prior (how `align_plan` and `assign_to_prototypes` use the s
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
@@ -37,6 +39,17 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 _MASKED_LOGIT = -1e9  # log-kernel of padded pairs: exp() is exactly 0, and stays finite for autograd
+
+
+def _without_autocast(solver):
+    """Run a solver outside autocast: its matmuls would otherwise drop to bf16 inside an AMP region."""
+
+    @functools.wraps(solver)
+    def wrapped(cost: Tensor, *args, **kwargs):
+        with torch.autocast(cost.device.type, enabled=False):
+            return solver(cost, *args, **kwargs)
+
+    return wrapped
 
 
 def _full_mask(batch: int, n: int, device: torch.device) -> Tensor:
@@ -126,6 +139,7 @@ def _relaxation(epsilon: float, reg_m: float | None) -> float:
     return 1.0 if reg_m is None else reg_m / (reg_m + epsilon)
 
 
+@_without_autocast
 def sinkhorn(
     cost: Tensor, *, epsilon: float, n_iters: int = 100,
     mask_x: Tensor | None = None, mask_y: Tensor | None = None,
@@ -166,6 +180,7 @@ def fgw_objective(cost: Tensor, c_x: Tensor, c_y: Tensor, plan: Tensor, *, alpha
     return (1 - alpha) * (cost * plan).sum((1, 2)) + alpha * gw
 
 
+@_without_autocast
 def fused_gromov_wasserstein(
     cost: Tensor, c_x: Tensor, c_y: Tensor, *, alpha: float, epsilon: float,
     n_outer: int = 10, n_inner: int = 50,

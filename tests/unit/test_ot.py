@@ -127,7 +127,7 @@ def test_small_epsilon_fgw_reaches_pot_exact_fgw():
     c1, c2 = _points_structure(rng, n), _points_structure(rng, m)
     exact = pot.gromov.fused_gromov_wasserstein2(cost, c1, c2, a, b, alpha=0.5)
     plan = mot.fused_gromov_wasserstein(
-        _t(cost), _t(c1), _t(c2), alpha=0.5, epsilon=0.002, n_outer=50, n_inner=2000, a=_t(a), b=_t(b)
+        _t(cost), _t(c1), _t(c2), alpha=0.5, epsilon=0.002, n_outer=50, n_inner=2000, a=_t(a), b=_t(b), tol=1e-10
     )
     value = mot.fgw_objective(_t(cost), _t(c1), _t(c2), plan, alpha=0.5).item()
     assert value == pytest.approx(exact, rel=1e-3)
@@ -200,6 +200,17 @@ def _noisy_segments(lengths, noise, seed):
     frames = prototypes[truth] + noise * torch.randn(len(truth), 6, generator=generator, dtype=torch.float64)
     cost = 1 - torch.nn.functional.normalize(frames, dim=1) @ prototypes.T
     return frames, truth, cost[None]
+
+
+def test_autocast_region_does_not_lower_precision():
+    generator = torch.Generator().manual_seed(13)
+    cost = torch.rand(2, 12, 10, generator=generator)
+    kwargs = dict(epsilon=0.05, alpha=0.5, rho=1.0, radius=0.1)
+    plain = mot.align_plan(cost, **kwargs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = mot.align_plan(cost, **kwargs)
+    assert autocast.dtype == torch.float32
+    torch.testing.assert_close(autocast, plain, atol=1e-7, rtol=1e-5)
 
 
 def test_prototype_assignment_balanced_with_padding():
