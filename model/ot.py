@@ -10,7 +10,7 @@ Solvers (the iterations are unrolled, so autograd differentiates the plan w.r.t.
 - `sinkhorn`: min_T <C, T> - eps H(T), T 1 = a, T^T 1 = b (POT's `ot.sinkhorn(a, b, C, eps,
   method='sinkhorn_log')`, same update order). With `reg_m` the marginal constraints become KL penalties
   reg_m KL(T 1 | a) + reg_m KL(T^T 1 | b) (Chizat et al. 2018; POT's `sinkhorn_unbalanced` with
-  `reg_type='entropy'`).
+  `reg_type='entropy'`); a pair (reg_a, reg_b) relaxes the sides differently, inf keeps a side hard.
 - `fused_gromov_wasserstein`: min_T (1 - alpha) <C, T> + alpha sum_ijkl (Cx_ik - Cy_jl)^2 T_ij T_kl
   - eps H(T), by projected mirror descent (Peyre et al., ICML 2016): linearise the GW term at the current
   plan and solve the entropic linear problem with Sinkhorn (POT's `entropic_fused_gromov_wasserstein`,
@@ -109,14 +109,16 @@ def _log_marginal(weights: Tensor | None, mask: Tensor, dtype: torch.dtype) -> T
 
 def _sinkhorn_log(
     log_k: Tensor, log_a: Tensor, log_b: Tensor, mask_x: Tensor, mask_y: Tensor, *,
-    n_iters: int, fi: float, u: Tensor | None = None, v: Tensor | None = None, tol: float = 0.0,
+    n_iters: int, fi: tuple[float, float], u: Tensor | None = None, v: Tensor | None = None, tol: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
-    """Scaled log-potentials u (B, N), v (B, M) with plan = exp(log_k + u + v); v is updated first, as in POT."""
+    """Scaled log-potentials u (B, N), v (B, M) with plan = exp(log_k + u + v); v is updated first, as in POT.
+    fi: damping exponents of the (source, target) updates, 1 for a hard marginal."""
+    fi_x, fi_y = fi
     u = torch.zeros_like(log_a) if u is None else u
     v = torch.zeros_like(log_b) if v is None else v
     for it in range(n_iters):
-        v = torch.where(mask_y, fi * (log_b - torch.logsumexp(log_k + u[:, :, None], dim=1)), 0.0)
-        u = torch.where(mask_x, fi * (log_a - torch.logsumexp(log_k + v[:, None, :], dim=2)), 0.0)
+        v = torch.where(mask_y, fi_y * (log_b - torch.logsumexp(log_k + u[:, :, None], dim=1)), 0.0)
+        u = torch.where(mask_x, fi_x * (log_a - torch.logsumexp(log_k + v[:, None, :], dim=2)), 0.0)
         if tol > 0 and it % 10 == 9:
             col = torch.logsumexp(log_k + u[:, :, None], dim=1).add(v).exp()
             if ((col - log_b.exp()) * mask_y).abs().sum(1).max() < tol:
@@ -133,23 +135,31 @@ def _plan(log_k: Tensor, u: Tensor, v: Tensor) -> Tensor:
     return (log_k + u[:, :, None] + v[:, None, :]).exp()
 
 
-def _relaxation(epsilon: float, reg_m: float | None) -> float:
+RegM = float | tuple[float, float] | None
+
+
+def _relaxation(epsilon: float, reg_m: RegM) -> tuple[float, float]:
+    """Damping exponents reg_m / (reg_m + epsilon) of the (source, target) updates; inf or None -> 1."""
     if epsilon <= 0:
         raise ValueError(f"epsilon must be positive, got {epsilon}")
-    return 1.0 if reg_m is None else reg_m / (reg_m + epsilon)
+    pair = (reg_m, reg_m) if reg_m is None or isinstance(reg_m, (int, float)) else tuple(reg_m)
+    if any(r is not None and r <= 0 for r in pair):
+        raise ValueError(f"reg_m must be positive (or inf / None for a hard marginal), got {reg_m}")
+    return tuple(1.0 if r is None or r == float("inf") else r / (r + epsilon) for r in pair)
 
 
 @_without_autocast
 def sinkhorn(
     cost: Tensor, *, epsilon: float, n_iters: int = 100,
     mask_x: Tensor | None = None, mask_y: Tensor | None = None,
-    a: Tensor | None = None, b: Tensor | None = None, reg_m: float | None = None, tol: float = 0.0,
+    a: Tensor | None = None, b: Tensor | None = None, reg_m: RegM = None, tol: float = 0.0,
 ) -> Tensor:
     """Entropic OT plan (B, N, M) for cost (B, N, M), marginals a (B, N), b (B, M) (uniform by default).
 
     `n_iters` Sinkhorn iterations in the log domain (early stop once the column marginal's L1 error is below
-    `tol`, checked every 10 iterations; 0 = always run `n_iters`). `reg_m`: KL marginal relaxation
-    (None = balanced). Padded pairs get exactly zero mass.
+    `tol`, checked every 10 iterations; 0 = always run `n_iters`). `reg_m`: KL marginal relaxation, one
+    weight for both sides or a (source, target) pair as POT's `reg_m`, inf or None = hard marginal.
+    Padded pairs get exactly zero mass.
     """
     mask_x, mask_y = _masks(cost, mask_x, mask_y)
     dtype = _work_dtype(cost)
@@ -185,7 +195,7 @@ def fused_gromov_wasserstein(
     cost: Tensor, c_x: Tensor, c_y: Tensor, *, alpha: float, epsilon: float,
     n_outer: int = 10, n_inner: int = 50,
     mask_x: Tensor | None = None, mask_y: Tensor | None = None,
-    a: Tensor | None = None, b: Tensor | None = None, reg_m: float | None = None,
+    a: Tensor | None = None, b: Tensor | None = None, reg_m: RegM = None,
     plan0: Tensor | None = None, tol: float = 0.0,
 ) -> Tensor:
     """Entropic fused Gromov-Wasserstein plan (B, N, M) (square loss, symmetric structures).
@@ -219,7 +229,7 @@ def fused_gromov_wasserstein(
 def align_plan(
     cost: Tensor, *, epsilon: float, alpha: float, rho: float, radius: float, prior_power: float = 1.0,
     n_outer: int = 10, n_inner: int = 50, mask_x: Tensor | None = None, mask_y: Tensor | None = None,
-    reg_m: float | None = None,
+    reg_m: RegM = None,
 ) -> Tensor:
     """Alignment plan (B, N, M) between two frame sequences with the temporal structural prior.
 
@@ -239,12 +249,13 @@ def align_plan(
 
 def assign_to_prototypes(
     cost: Tensor, *, epsilon: float, alpha: float, rho: float, radius: float, prior_power: float = 1.0,
-    n_outer: int = 10, n_inner: int = 50, mask: Tensor | None = None, reg_m: float | None = None,
+    n_outer: int = 10, n_inner: int = 50, mask: Tensor | None = None, reg_m: RegM = None,
 ) -> Tensor:
     """Soft assignment (B, T, K) of frames to K ordered prototypes, for segmentation.
 
     cost (B, T, K): frame-to-prototype cost; mask (B, T) marks real frames. Balanced marginals by default:
-    every real frame carries 1 / T, every prototype receives 1 / K (`reg_m` relaxes both). The temporal prior
+    every real frame carries 1 / T, every prototype receives 1 / K. `reg_m` relaxes the prototype side only
+    (frames keep their mass, prototypes may receive more or less: segments of unequal length, ASOT). The temporal prior
     favours frame t / T near prototype (k + 1/2) / K, i.e. prototypes visited in order, and the GW term with
     frame neighbourhoods against the prototype identity keeps neighbouring frames on one prototype (ASOT).
     Rows sum to 1 / T: divide by the row sum for per-frame probabilities.
@@ -258,7 +269,7 @@ def assign_to_prototypes(
     return fused_gromov_wasserstein(
         linear, neighbourhood(mask, radius, dtype), same_prototype,
         alpha=alpha, epsilon=epsilon, n_outer=n_outer, n_inner=n_inner,
-        mask_x=mask, mask_y=mask_k, reg_m=reg_m,
+        mask_x=mask, mask_y=mask_k, reg_m=None if reg_m is None else (float("inf"), reg_m),
     ).to(cost.dtype)
 
 

@@ -45,7 +45,9 @@ class VasotParams:
     the cosine softmax of both losses. OT (`model.ot`): epsilon (entropy), alpha (weight of the GW structure
     term), rho and prior_power (temporal prior rho |t - s|^power), radius (neighbourhood of the structure
     matrices, normalised time), n_outer x n_inner iterations, reg_m (None: balanced marginals).
-    Segmentation: n_prototypes, segment_weight (0: alignment only). Views: trim_min_fraction (self-pairs
+    Segmentation: n_prototypes, segment_weight (0: alignment only), segment_rho (temporal prior of the
+    prototype assignment), segment_reg_m (None: every prototype receives 1 / K; else the prototype side is
+    relaxed, so segments may differ in length; the other OT settings are shared). Views: trim_min_fraction (self-pairs
     only), resampling rate range, max_frames; augment: spatial skeleton augmentations."""
 
     inputs: tuple[str, ...] = ("joints_2d",)
@@ -71,6 +73,8 @@ class VasotParams:
     differentiable_plan: bool = False
     n_prototypes: int = 8
     segment_weight: float = 1.0
+    segment_rho: float = 1.0
+    segment_reg_m: float | None = None
     trim_min_fraction: float = 0.6
     rate_min: float = 0.7
     rate_max: float = 1.3
@@ -194,8 +198,8 @@ class Vasot(AlignmentMethod):
         """OT assignment (B, T, K) of unit-norm frames to the prototypes (balanced, temporal prior)."""
         p = self.params
         return ot.assign_to_prototypes(
-            self._prototype_cost(z), epsilon=p.epsilon, alpha=p.alpha, rho=p.rho, radius=p.radius,
-            prior_power=p.prior_power, n_outer=p.n_outer, n_inner=p.n_inner, mask=mask, reg_m=p.reg_m,
+            self._prototype_cost(z), epsilon=p.epsilon, alpha=p.alpha, rho=p.segment_rho, radius=p.radius,
+            prior_power=p.prior_power, n_outer=p.n_outer, n_inner=p.n_inner, mask=mask, reg_m=p.segment_reg_m,
         )
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:

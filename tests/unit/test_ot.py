@@ -65,6 +65,18 @@ def test_unbalanced_matches_pot():
     assert abs(plan.sum() - 1) > 1e-3, "the relaxation must actually move mass off the marginals"
 
 
+def test_one_sided_relaxation_matches_pot():
+    rng = np.random.default_rng(14)
+    cost, a, b = rng.random((6, 8)), _simplex(rng, 6), _simplex(rng, 8)
+    with pytest.warns(UserWarning, match="entropy"):
+        expected = pot.unbalanced.sinkhorn_unbalanced(
+            a, b, cost, 0.05, (float("inf"), 0.2), reg_type="entropy", numItermax=5000, stopThr=1e-13
+        )
+    plan = mot.sinkhorn(_t(cost), epsilon=0.05, n_iters=3000, a=_t(a), b=_t(b), reg_m=(float("inf"), 0.2))[0]
+    np.testing.assert_allclose(plan.numpy(), expected, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(plan.sum(1).numpy(), a, atol=1e-12)
+
+
 def test_ragged_batch_marginals_and_padding():
     rng = np.random.default_rng(2)
     cost, mask_x, mask_y, _ = _ragged_batch(rng, [9, 4, 6], [5, 8, 3])
