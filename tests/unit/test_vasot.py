@@ -133,6 +133,19 @@ def test_embed_and_segment_ignore_padding(method):
     assert ((labels[1] >= 0) & (labels[1] < 4)).all()
 
 
+def test_segment_many_matches_batched_segment(method):
+    from model.batch import collate
+    from model.vasot import segment_many
+
+    model = _model(method)
+    items = _sequences([9, 14, 11])
+    labels = segment_many(model, items, batch_size=2)
+    together = model.segment(collate(items))
+    assert [len(x) for x in labels] == [9, 14, 11]
+    for i, x in enumerate(labels):
+        assert x.tolist() == together[i, : len(x)].tolist()
+
+
 def test_params_section_loads(method):
     from model.vasot import VasotParams
     from pipeline.params import load_section
