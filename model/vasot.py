@@ -197,7 +197,8 @@ class Vasot(AlignmentMethod):
 
     @torch.no_grad()
     def assign(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """OT assignment (B, T, K) of unit-norm frames to the prototypes (balanced, temporal prior)."""
+        """OT assignment (B, T, K) of unit-norm frames z (B, T, D) to the prototypes (temporal prior; balanced
+        unless segment_reg_m)."""
         p = self.params
         return ot.assign_to_prototypes(
             self._prototype_cost(z), epsilon=p.epsilon, alpha=p.alpha, rho=p.segment_rho, radius=p.radius,
@@ -205,12 +206,19 @@ class Vasot(AlignmentMethod):
         )
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
-        p = self.params
         x_a, m_a, x_b, m_b, n_paired = self.views(batch, gen)
         z_a, z_b = self._project(self._encode(x_a, m_a), m_a), self._project(self._encode(x_b, m_b), m_b)
+        with torch.autocast(z_a.device.type, enabled=False):  # costs and plans in float32 under AMP
+            total, scalars = self._ot_losses(z_a, m_a, z_b, m_b)
+        scalars["paired"] = n_paired / len(batch.mask)
+        return total, scalars
+
+    def _ot_losses(self, z_a: torch.Tensor, m_a: torch.Tensor, z_b: torch.Tensor, m_b: torch.Tensor):
+        """Alignment loss (+ segment_weight x prototype loss) of two views' unit-norm z (B, N|M, D)."""
+        p = self.params
         plan = self._plan(z_a, m_a, z_b, m_b)
         align = ot_alignment_loss(z_a, m_a, z_b, m_b, plan, p.temperature)
-        scalars = {"align": float(align.detach()), "paired": n_paired / len(batch.mask)}
+        scalars = {"align": float(align.detach())}
         if p.segment_weight == 0:
             return align, scalars
         plan_t = plan.detach()
@@ -233,7 +241,8 @@ class Vasot(AlignmentMethod):
     def segment(self, batch: Batch) -> torch.Tensor:
         """Per-frame prototype index (B, T) int64 of each unaugmented sequence, -1 on padding."""
         z = self._project(self.embed(batch), batch.mask)
-        return ot.segment_labels(self.assign(z, batch.mask), batch.mask)
+        with torch.autocast(z.device.type, enabled=False):
+            return ot.segment_labels(self.assign(z, batch.mask), batch.mask)
 
 
 @torch.no_grad()

@@ -104,6 +104,18 @@ def test_loss_is_finite_and_reaches_encoder_and_prototypes(method):
     assert model.prototypes.grad.abs().sum() > 0
 
 
+def test_loss_under_autocast_keeps_the_transport_in_float32(method):
+    from model.batch import collate
+
+    model = _model(method)
+    batch = collate(_sequences([16, 19]), ["a", "a"])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, scalars = model.loss(batch, torch.Generator().manual_seed(0), method.Progress(0, 0))
+        labels = model.segment(batch)
+    assert torch.isfinite(loss) and loss.dtype == torch.float32
+    assert ((labels[0, :16] >= 0) & (labels[0, :16] < 4)).all()
+
+
 def test_alignment_only_and_differentiable_plan(method):
     from model.batch import collate
 
