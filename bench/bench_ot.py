@@ -9,9 +9,10 @@ the same epsilon and the same number of iterations on both sides, no early stopp
   (PGD, exp-domain inner Sinkhorn), `--outer` steps of `--inner` iterations each.
 Agreement: largest absolute plan difference to POT on the first problem (float64).
 The GPU figures are measured only where torch sees CUDA; otherwise they read "not measured".
+Both sides run on `--threads` CPU threads (torch intra-op and numpy's BLAS), 1 by default.
 Judged by: speedup = batched problems/s / POT sinkhorn_log problems/s (target > 1).
 
-    python bench/bench_ot.py [--batch 32 --frames 256 --iters 100 --epsilon 0.05]
+    python bench/bench_ot.py [--batch 32 --frames 256 --iters 100 --epsilon 0.05 --threads 1]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import numpy as np
 import ot as pot
 import torch
+from threadpoolctl import threadpool_limits
 
 from model import ot as mot
 
@@ -113,11 +115,16 @@ def main() -> None:
     parser.add_argument("--outer", type=int, default=5, help="fused GW mirror-descent steps")
     parser.add_argument("--inner", type=int, default=20, help="Sinkhorn iterations per fused GW step")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch and for numpy's BLAS (1: a per-core comparison, steady on a "
+                             "shared machine)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     cost, c_x, c_y = _problems(args.batch, args.frames, args.dim, args.seed)
-    cpu = _throughput(_contenders(cost, c_x, c_y, args, torch.device("cpu")), args.batch, args.repeats)
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads):
+        cpu = _throughput(_contenders(cost, c_x, c_y, args, torch.device("cpu")), args.batch, args.repeats)
     gpu_sinkhorn = gpu_fgw = "not measured (no CUDA device)"
     if torch.cuda.is_available():
         runs = _contenders(cost, c_x, c_y, args, torch.device("cuda"))
@@ -129,7 +136,7 @@ def main() -> None:
         "epsilon": args.epsilon,
         "sinkhorn_iters": args.iters,
         "fgw_outer_x_inner": [args.outer, args.inner],
-        "torch_threads": torch.get_num_threads(),
+        "cpu_threads": args.threads,
         **{f"cpu_{name}_problems_per_s": round(value, 2) for name, value in cpu.items()},
         "gpu_sinkhorn_problems_per_s": gpu_sinkhorn,
         "gpu_fgw_problems_per_s": gpu_fgw,

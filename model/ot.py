@@ -107,6 +107,20 @@ def _log_marginal(weights: Tensor | None, mask: Tensor, dtype: torch.dtype) -> T
     return torch.where(mask, weights.clamp_min(1e-300 if dtype == torch.float64 else 1e-38).log(), 0.0)
 
 
+def _lse(base: Tensor, potential: Tensor, out: Tensor | None) -> Tensor:
+    """logsumexp_j(base[b, i, j] + potential[b, j]) -> (B, I) for base (B, I, J).
+
+    Reduces over the contiguous last axis. With `out` (a buffer shaped like base) it works in place, which
+    avoids a fresh B x I x J temporary per call (the main cost on CPU); only without autograd.
+    """
+    if out is None:
+        return torch.logsumexp(base + potential[:, None, :], dim=2)
+    torch.add(base, potential[:, None, :], out=out)
+    peak = out.amax(2, keepdim=True)  # finite: padded pairs carry a finite logit
+    out.sub_(peak).exp_()
+    return out.sum(2).log_().add_(peak.squeeze(2))
+
+
 def _sinkhorn_log(
     log_k: Tensor, log_a: Tensor, log_b: Tensor, mask_x: Tensor, mask_y: Tensor, *,
     n_iters: int, fi: tuple[float, float], u: Tensor | None = None, v: Tensor | None = None, tol: float = 0.0,
@@ -116,11 +130,14 @@ def _sinkhorn_log(
     fi_x, fi_y = fi
     u = torch.zeros_like(log_a) if u is None else u
     v = torch.zeros_like(log_b) if v is None else v
+    log_kt = log_k.transpose(1, 2).contiguous()  # (B, M, N): both updates reduce over a contiguous axis
+    tracked = torch.is_grad_enabled() and any(t.requires_grad for t in (log_k, log_a, log_b, u, v))
+    buf, buf_t = (None, None) if tracked else (torch.empty_like(log_k), torch.empty_like(log_kt))
     for it in range(n_iters):
-        v = torch.where(mask_y, fi_y * (log_b - torch.logsumexp(log_k + u[:, :, None], dim=1)), 0.0)
-        u = torch.where(mask_x, fi_x * (log_a - torch.logsumexp(log_k + v[:, None, :], dim=2)), 0.0)
+        v = torch.where(mask_y, fi_y * (log_b - _lse(log_kt, u, buf_t)), 0.0)
+        u = torch.where(mask_x, fi_x * (log_a - _lse(log_k, v, buf)), 0.0)
         if tol > 0 and it % 10 == 9:
-            col = torch.logsumexp(log_k + u[:, :, None], dim=1).add(v).exp()
+            col = (_lse(log_kt, u, buf_t) + v).exp()
             if ((col - log_b.exp()) * mask_y).abs().sum(1).max() < tol:
                 break
     return u, v
