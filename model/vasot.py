@@ -1,8 +1,13 @@
 """VASOT: joint self-supervised video alignment and action segmentation with one optimal-transport
 formulation (Shah et al., 2025; DESIGN.md Sec. 4; the solvers and the temporal prior are in `model.ot`).
 
-    frames (B, T, F) --MLP--> + sinusoidal PE --self-attention x L--> U  (the embedding)
+    frames (B, T, F) --MLP--> (+ sinusoidal PE) --self-attention x L--> U  (the embedding)
     U --projection head--> z (unit norm) --cos with K prototypes--> prototype logits
+
+Positional encoding is off by default: with it, the encoder learns where a frame lies in its sequence and
+the prototypes, trained on OT codes that carry the temporal prior, partition time rather than poses (on
+generated phased motion the segmentation then equals cutting each sequence into K equal parts); without
+it the prototypes come from the frames' content and the prior orders them at assignment time.
 
 Training pairs each sequence with another of the same activity in the batch (a sequence alone in its
 activity is paired with an augmented view of itself: one random trim, two independent resamplings), draws
@@ -43,8 +48,10 @@ from model.vasot_losses import ot_alignment_loss, partner_rows, prototype_loss, 
 
 @dataclass(frozen=True)
 class VasotParams:
-    """inputs: arrays concatenated per frame (joints_2d, joints_3d, feature); encoder sizes; temperature of
-    the cosine softmax of both losses. OT (`model.ot`): epsilon (entropy), alpha (weight of the GW structure
+    """inputs: arrays concatenated per frame (joints_2d, joints_3d, feature); encoder sizes;
+    positional_encoding: add the sinusoidal encoding of the frame index (without it the encoder cannot read
+    a frame's position, so prototypes must come from the frames' content); temperature of the cosine
+    softmax of both losses. OT (`model.ot`): epsilon (entropy), alpha (weight of the GW structure
     term), rho and prior_power (temporal prior rho |t - s|^power), radius (neighbourhood of the structure
     matrices, normalised time), n_outer x n_inner iterations, reg_m (None: balanced marginals).
     Segmentation: n_prototypes, segment_weight (0: alignment only), segment_rho (temporal prior of the
@@ -61,6 +68,7 @@ class VasotParams:
     layers: int = 2
     ff_mult: int = 2
     dropout: float = 0.0
+    positional_encoding: bool = False
     proj_hidden: int = 128
     proj_dim: int = 64
     temperature: float = 0.1
@@ -75,7 +83,7 @@ class VasotParams:
     differentiable_plan: bool = False
     n_prototypes: int = 8
     segment_weight: float = 1.0
-    segment_rho: float = 1.0
+    segment_rho: float = 0.3
     segment_reg_m: float | None = None
     trim_min_fraction: float = 0.6
     rate_min: float = 0.7
@@ -148,7 +156,10 @@ class Vasot(AlignmentMethod):
 
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> U (B, T, d_model), zero on padding."""
-        tokens = (self.frame_mlp(x) + self.pe(frame_positions(mask))) * mask.unsqueeze(-1)
+        tokens = self.frame_mlp(x)
+        if self.params.positional_encoding:
+            tokens = tokens + self.pe(frame_positions(mask))
+        tokens = tokens * mask.unsqueeze(-1)
         return self.encoder(tokens, mask)
 
     def _project(self, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
