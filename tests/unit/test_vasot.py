@@ -158,9 +158,14 @@ def test_segment_many_matches_batched_segment(method):
         assert x.tolist() == together[i, : len(x)].tolist()
 
 
-def test_params_section_loads(method):
+def test_params_section_loads_and_round_trips_through_a_checkpoint_config(method):
+    import json
+
     from model.vasot import VasotParams
-    from pipeline.params import load_section
+    from pipeline.params import from_dict, load_section, to_dict
 
     params = load_section("vasot", VasotParams, REPO / "params.yaml")
     assert params.inputs and params.n_prototypes >= 2
+    relaxed = VasotParams(reg_m=0.5, segment_reg_m=0.1)
+    for p in (params, relaxed):
+        assert from_dict(VasotParams, json.loads(json.dumps(to_dict(p))), where="config") == p
