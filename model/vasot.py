@@ -1,0 +1,270 @@
+"""VASOT: joint self-supervised video alignment and action segmentation with one optimal-transport
+formulation (Shah et al., 2025; DESIGN.md Sec. 4; the solvers and the temporal prior are in `model.ot`).
+
+    frames (B, T, F) --MLP--> (+ sinusoidal PE) --self-attention x L--> U  (the embedding)
+    U --projection head--> z (unit norm) --cos with K prototypes--> prototype logits
+
+Positional encoding is off by default: with it, the encoder learns where a frame lies in its sequence and
+the prototypes, trained on OT codes that carry the temporal prior, partition time rather than poses (on
+generated phased motion the segmentation then equals cutting each sequence into K equal parts); without
+it the prototypes come from the frames' content and the prior orders them at assignment time.
+
+Training pairs each sequence with another of the same activity in the batch (a sequence alone in its
+activity is paired with an augmented view of itself: one random trim, two independent resamplings), draws
+a resampled view of each (plus CASA's spatial skeleton augmentations), and solves for each pair the fused
+Gromov-Wasserstein plan with the temporal structural prior (`model.ot.align_plan`). Losses
+(`model.vasot_losses`): the plan-target alignment loss, plus `segment_weight` times the prototype loss:
+frames are assigned to the K prototypes by balanced OT with the temporal prior (prototype k near time
+(k + 1/2) / K, `model.ot.assign_to_prototypes`) and predict the codes of the frames they are aligned to.
+`segment_weight: 0` gives the single-task alignment model.
+By default the plans are targets (computed without gradient, as SwAV's codes); `differentiable_plan`
+back-propagates through the unrolled solver as well (memory grows with its iterations).
+
+Inference: `embed` returns U; `segment` the per-frame prototype index (argmax of the OT assignment);
+`segment_many` segments a list of sequences as the artifact stores hold them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model import ot
+from model.attention import SelfAttentionStack
+from model.batch import Batch, collate, gather_frames, pad_indices
+from model.coordinates import KEYPOINT_ARRAYS, CoordinateInput, SkeletonAugmentParams
+from model.heads import ProjectionHead, mlp
+from model.masa import ARTIFACT_OF
+from model.method import AlignmentMethod, InputSpec, Progress
+from model.positional import SinusoidalPE, frame_positions
+from model.temporal_augment import dual_maps, resample_map
+from model.vasot_losses import ot_alignment_loss, partner_rows, prototype_loss, transfer_codes
+
+
+@dataclass(frozen=True)
+class VasotParams:
+    """inputs: arrays concatenated per frame (joints_2d, joints_3d, feature); encoder sizes;
+    positional_encoding: add the sinusoidal encoding of the frame index (without it the encoder cannot read
+    a frame's position, so prototypes must come from the frames' content); temperature of the cosine
+    softmax of both losses. OT (`model.ot`): epsilon (entropy), alpha (weight of the GW structure
+    term), rho and prior_power (temporal prior rho |t - s|^power), radius (neighbourhood of the structure
+    matrices, normalised time), n_outer x n_inner iterations, reg_m (None: balanced marginals).
+    Segmentation: n_prototypes, segment_weight (0: alignment only), segment_rho (temporal prior of the
+    prototype assignment), segment_reg_m (None: every prototype receives 1 / K; else the prototype side is
+    relaxed, so segments may differ in length; the other OT settings are shared). Views: trim_min_fraction (self-pairs
+    only), resampling rate range, max_frames; augment: spatial skeleton augmentations."""
+
+    inputs: tuple[str, ...] = ("joints_2d",)
+    normalise: Literal["sequence", "frame"] = "sequence"
+    use_confidence: bool = True
+    mlp_hidden: int = 128
+    d_model: int = 128
+    heads: int = 4
+    layers: int = 2
+    ff_mult: int = 2
+    dropout: float = 0.0
+    positional_encoding: bool = False
+    proj_hidden: int = 128
+    proj_dim: int = 64
+    temperature: float = 0.1
+    epsilon: float = 0.05
+    alpha: float = 0.3
+    rho: float = 1.0
+    prior_power: float = 1.0
+    radius: float = 0.04
+    n_outer: int = 5
+    n_inner: int = 20
+    reg_m: float | None = None
+    differentiable_plan: bool = False
+    n_prototypes: int = 8
+    segment_weight: float = 1.0
+    segment_rho: float = 0.3
+    segment_reg_m: float | None = None
+    trim_min_fraction: float = 0.6
+    rate_min: float = 0.7
+    rate_max: float = 1.3
+    max_frames: int = 512
+    augment: SkeletonAugmentParams = field(default_factory=SkeletonAugmentParams)
+
+
+class Vasot(AlignmentMethod):
+    params_cls = VasotParams
+
+    @classmethod
+    def inputs(cls, params: VasotParams) -> tuple[tuple[str, str], ...]:
+        unknown = [a for a in params.inputs if a not in ARTIFACT_OF]
+        if unknown or not params.inputs:
+            raise ValueError(f"{cls.__name__}: inputs must be a non-empty list of {sorted(ARTIFACT_OF)}, got {params.inputs}")
+        return tuple((ARTIFACT_OF[a], a) for a in params.inputs)
+
+    @classmethod
+    def build(cls, params: VasotParams, spec: InputSpec) -> Vasot:
+        cls.inputs(params)
+        return cls(params, spec)
+
+    def __init__(self, params: VasotParams, spec: InputSpec):
+        super().__init__()
+        self.params = p = params
+        self.coords: dict[str, CoordinateInput] = {}
+        self.feature_norms = nn.ModuleDict()
+        in_dim = 0
+        for name in p.inputs:
+            shape = spec.shape(name, type(self).__name__)
+            if name in KEYPOINT_ARRAYS:
+                if spec.layout is None:
+                    raise ValueError(f"{type(self).__name__}: keypoint input '{name}' needs a skeleton layout")
+                self.coords[name] = CoordinateInput(name, shape, spec.layout, p.normalise, p.use_confidence)
+                in_dim += self.coords[name].dim
+            else:
+                self.feature_norms[name] = nn.LayerNorm(shape[-1], elementwise_affine=False)
+                in_dim += shape[-1]
+        self.frame_mlp = mlp([in_dim, p.mlp_hidden, p.d_model])
+        self.pe = SinusoidalPE(p.d_model)
+        self.encoder = SelfAttentionStack(p.d_model, p.heads, p.layers, ff_mult=p.ff_mult, dropout=p.dropout)
+        self.projection = ProjectionHead(p.d_model, p.proj_hidden, p.proj_dim, depth=2, batch_norm=False)
+        self.prototypes = nn.Parameter(F.normalize(torch.randn(p.n_prototypes, p.proj_dim), dim=1))
+
+    # ------------------------------------------------------------------ encoding
+    def _streams(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Each input array, keypoints as normalised coordinates plus confidences ('<name>.conf')."""
+        out = {}
+        for name in self.params.inputs:
+            x = batch.arrays[name]
+            if name in self.coords:
+                out[name], out[name + ".conf"] = self.coords[name].prepare(x, batch.mask)
+            else:
+                out[name] = x
+        return out
+
+    def _frame_features(self, streams: dict[str, torch.Tensor], gen: torch.Generator | None) -> torch.Tensor:
+        """Per-frame input vectors (B, T, F); skeleton streams augmented when `gen` is given."""
+        parts = []
+        for name in self.params.inputs:
+            if name in self.coords:
+                xy, conf = streams[name], streams[name + ".conf"]
+                if gen is not None:
+                    xy, conf = self.coords[name].augment(xy, conf, self.params.augment, gen)
+                parts.append(self.coords[name].features(xy, conf))
+            else:
+                parts.append(self.feature_norms[name](streams[name].float()))
+        return torch.cat(parts, dim=-1)
+
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) -> U (B, T, d_model), zero on padding."""
+        tokens = self.frame_mlp(x)
+        if self.params.positional_encoding:
+            tokens = tokens + self.pe(frame_positions(mask))
+        tokens = tokens * mask.unsqueeze(-1)
+        return self.encoder(tokens, mask)
+
+    def _project(self, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """U -> unit-norm z (B, T, proj_dim) in float32."""
+        return F.normalize(self.projection(u, mask).float(), dim=-1)
+
+    def _prototype_cost(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> cosine cost 1 - cos(z, prototype) (B, T, K)."""
+        return 1 - z @ F.normalize(self.prototypes.float(), dim=1).T
+
+    # ------------------------------------------------------------------ training
+    def views(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Two views per row (the row's, and its partner's or its own second view): frame inputs (B, N|M, F),
+        masks (B, N|M), and the number of rows paired with another sequence."""
+        p = self.params
+        lengths = batch.lengths.tolist()
+        partner = partner_rows(batch.activities) if batch.activities else list(range(len(lengths)))
+        maps_a, maps_b = [], []
+        for row, other in enumerate(partner):
+            if other == row:
+                g_a, g_b = dual_maps(lengths[row], gen, trim_min_fraction=p.trim_min_fraction,
+                                     rate=(p.rate_min, p.rate_max), max_frames=p.max_frames)
+            else:
+                g_a = resample_map(0, lengths[row], gen, rate=(p.rate_min, p.rate_max), max_frames=p.max_frames)
+                g_b = resample_map(0, lengths[other], gen, rate=(p.rate_min, p.rate_max), max_frames=p.max_frames)
+            maps_a.append(g_a)
+            maps_b.append(g_b)
+        device = batch.mask.device
+        (g_a, m_a), (g_b, m_b) = (tuple(t.to(device) for t in pad_indices(m)) for m in (maps_a, maps_b))
+        streams = self._streams(batch)
+        rows_b = torch.tensor(partner, device=device)
+        view_a = {k: gather_frames(v, g_a) for k, v in streams.items()}
+        view_b = {k: gather_frames(v[rows_b], g_b) for k, v in streams.items()}
+        x_a, x_b = self._frame_features(view_a, gen), self._frame_features(view_b, gen)
+        return x_a, m_a, x_b, m_b, sum(other != row for row, other in enumerate(partner))
+
+    def _plan(self, z_a: torch.Tensor, m_a: torch.Tensor, z_b: torch.Tensor, m_b: torch.Tensor) -> torch.Tensor:
+        """Fused-GW alignment plan (B, N, M) with the temporal prior on the cosine cost."""
+        p = self.params
+        with torch.set_grad_enabled(p.differentiable_plan and torch.is_grad_enabled()):
+            return ot.align_plan(
+                1 - z_a @ z_b.transpose(1, 2), epsilon=p.epsilon, alpha=p.alpha, rho=p.rho, radius=p.radius,
+                prior_power=p.prior_power, n_outer=p.n_outer, n_inner=p.n_inner, mask_x=m_a, mask_y=m_b,
+                reg_m=p.reg_m,
+            )
+
+    @torch.no_grad()
+    def assign(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """OT assignment (B, T, K) of unit-norm frames z (B, T, D) to the prototypes (temporal prior; balanced
+        unless segment_reg_m)."""
+        p = self.params
+        return ot.assign_to_prototypes(
+            self._prototype_cost(z), epsilon=p.epsilon, alpha=p.alpha, rho=p.segment_rho, radius=p.radius,
+            prior_power=p.prior_power, n_outer=p.n_outer, n_inner=p.n_inner, mask=mask, reg_m=p.segment_reg_m,
+        )
+
+    def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+        x_a, m_a, x_b, m_b, n_paired = self.views(batch, gen)
+        z_a, z_b = self._project(self._encode(x_a, m_a), m_a), self._project(self._encode(x_b, m_b), m_b)
+        with torch.autocast(z_a.device.type, enabled=False):  # costs and plans in float32 under AMP
+            total, scalars = self._ot_losses(z_a, m_a, z_b, m_b)
+        scalars["paired"] = n_paired / len(batch.mask)
+        return total, scalars
+
+    def _ot_losses(self, z_a: torch.Tensor, m_a: torch.Tensor, z_b: torch.Tensor, m_b: torch.Tensor):
+        """Alignment loss (+ segment_weight x prototype loss) of two views' unit-norm z (B, N|M, D)."""
+        p = self.params
+        plan = self._plan(z_a, m_a, z_b, m_b)
+        align = ot_alignment_loss(z_a, m_a, z_b, m_b, plan, p.temperature)
+        scalars = {"align": float(align.detach())}
+        if p.segment_weight == 0:
+            return align, scalars
+        plan_t = plan.detach()
+        codes_a, codes_b = self.assign(z_a.detach(), m_a), self.assign(z_b.detach(), m_b)
+        logits_a = (1 - self._prototype_cost(z_a)) / p.temperature
+        logits_b = (1 - self._prototype_cost(z_b)) / p.temperature
+        segment = 0.5 * (
+            prototype_loss(logits_a, transfer_codes(plan_t, codes_b), m_a)
+            + prototype_loss(logits_b, transfer_codes(plan_t.transpose(1, 2), codes_a), m_b)
+        )
+        scalars["segment"] = float(segment.detach())
+        return align + p.segment_weight * segment, scalars
+
+    # ------------------------------------------------------------------ inference
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """U of each unaugmented sequence: (B, T, d_model), zero on padding."""
+        return self._encode(self._frame_features(self._streams(batch), None), batch.mask)
+
+    @torch.no_grad()
+    def segment(self, batch: Batch) -> torch.Tensor:
+        """Per-frame prototype index (B, T) int64 of each unaugmented sequence, -1 on padding."""
+        z = self._project(self.embed(batch), batch.mask)
+        with torch.autocast(z.device.type, enabled=False):
+            return ot.segment_labels(self.assign(z, batch.mask), batch.mask)
+
+
+@torch.no_grad()
+def segment_many(model: Vasot, items: list[dict[str, np.ndarray]], device: torch.device | str = "cpu",
+                 *, batch_size: int = 16) -> list[np.ndarray]:
+    """Per-frame segment labels of several sequences ({array name: (T, ...)} each, as the artifact stores
+    hold them) -> list of (T_i,) int64 prototype indices, for `segments_vasot.zarr` {seq}/segment (time,)."""
+    model = model.to(device).eval()
+    out = []
+    for start in range(0, len(items), batch_size):
+        batch = collate(items[start : start + batch_size]).to(device)
+        labels = model.segment(batch).cpu().numpy()
+        out.extend(labels[i, : int(n)] for i, n in enumerate(batch.lengths.tolist()))
+    return out
