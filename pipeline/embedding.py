@@ -62,7 +62,8 @@ def embed_jobs(
     source = ModelSource(**settings["source"])
     model = _cached_model(source, device) if cache_model else load_model(source, device)
     embedder = Embedder(model, pooling=settings["pooling"], image_size=settings["image_size"], autocast_bf16=dtype == "bfloat16")
-    sink = _Sink(ArtifactStore(dino_url, mode="a"), jobs, embedder.dim, {"compute_dtype": dtype, "device": device.type})
+    attrs = {"compute_dtype": dtype, "device": device.type}
+    sink = _Sink(ArtifactStore(dino_url, mode="a"), jobs, embedder.dim, attrs, writers=settings["num_workers"])
     batches = prefetch_batches(
         ArtifactStore(frames_url),
         [(j.seq_id, j.n_frames) for j in jobs],
@@ -116,16 +117,18 @@ def _cached_model(source: ModelSource, device):
 
 
 class _Sink:
-    """Collects per-frame features into per-sequence buffers and writes each full one in a writer thread."""
+    """Collects per-frame features into per-sequence buffers and writes each full one in writer threads."""
 
-    def __init__(self, store: ArtifactStore, jobs: Sequence, dim: int, attrs: dict[str, Any]):
+    def __init__(self, store: ArtifactStore, jobs: Sequence, dim: int, attrs: dict[str, Any], *, writers: int = 1):
         self.store, self.dim, self.attrs = store, dim, attrs
         self.jobs = {j.seq_id: j for j in jobs}
         self.buffers: dict[str, np.ndarray] = {}
         self.filled: dict[str, int] = {}
         self.failures: dict[str, str] = {}
         self.done: list[str] = []
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="dino-write")
+        # several writer threads: a zarr group write costs ~10-20 ms, mostly metadata, which at GPU
+        # speed and ~100-frame sequences is more than one thread keeps up with
+        self.writer = ThreadPoolExecutor(max(1, writers), thread_name_prefix="dino-write")
         self.writes: list = []
 
     def collect(self, features, event, batch) -> int:

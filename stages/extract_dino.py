@@ -35,8 +35,9 @@ STAGE = "extract_dino"
 class ExtractDinoParams:
     """model: hub id or local checkpoint folder; revision: hub branch/tag/commit; pooling: cls | mean |
     cls+mean; image_size: model input (px); dtype: auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16;
-    batch_size: frames per forward; num_workers: frame-reading threads; group_frames: frames per dask task.
-    The last three change speed, not features, and are left out of the fingerprints."""
+    batch_size: frames per forward; num_workers: threads reading frames (and writing features);
+    group_frames: frames per dask task.
+    These last four change speed, not features, and are left out of the fingerprints."""
 
     model: str = "facebook/dinov2-base"
     revision: str = "main"
