@@ -60,7 +60,7 @@ def embed_jobs(
     device = resolve_device(settings["device"])
     dtype = resolve_dtype(settings["dtype"], device)
     source = ModelSource(**settings["source"])
-    model = _cached_model(source, device) if cache_model else load_model(source, device)
+    model = cached_model(source, device) if cache_model else load_model(source, device)
     embedder = Embedder(model, pooling=settings["pooling"], image_size=settings["image_size"], autocast_bf16=dtype == "bfloat16")
     attrs = {"compute_dtype": dtype, "device": device.type}
     sink = _Sink(ArtifactStore(dino_url, mode="a"), jobs, embedder.dim, attrs, writers=settings["num_workers"])
@@ -86,13 +86,14 @@ def _pipeline(embedder: Embedder, batches, sink: _Sink, bar, device) -> None:
     on CUDA (after the next batch is queued). A batch already computed is kept even if a later one fails."""
     import torch
 
+    copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
     pending = None
     try:
         for item in batches:
             if isinstance(item, ReadFailure):
                 sink.fail(item.seq_id, item.error)
                 continue
-            features = embedder(item.frames.to(device, non_blocking=True))  # (B, D) float16 on the device
+            features = embedder(to_device(item.frames, device, copy_stream))  # (B, D) float16 on the device
             if device.type != "cuda":
                 bar.update(sink.collect(features, None, item))
                 continue
@@ -107,7 +108,23 @@ def _pipeline(embedder: Embedder, batches, sink: _Sink, bar, device) -> None:
             bar.update(sink.collect(*pending))
 
 
-def _cached_model(source: ModelSource, device):
+def to_device(frames, device, copy_stream=None):
+    """(B, H, W, 3) uint8 host tensor -> the device. On CUDA the copy runs on `copy_stream` so that it
+    overlaps with the model still working on the previous batch on the compute stream."""
+    import torch
+
+    if copy_stream is None:
+        return frames.to(device)
+    with torch.cuda.stream(copy_stream):
+        on_device = frames.to(device, non_blocking=True)
+    compute = torch.cuda.current_stream(device)
+    compute.wait_stream(copy_stream)
+    on_device.record_stream(compute)  # the caching allocator must not recycle it before compute is done
+    return on_device
+
+
+def cached_model(source: ModelSource, device):
+    """The model of `source` on `device`, loaded once per process (dask workers keep it between tasks)."""
     key = (source.model, source.resolved, str(device))
     if key not in _MODELS:
         _MODELS.clear()  # one model per worker process
