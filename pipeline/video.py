@@ -178,10 +178,11 @@ def _decode(container, stream, path: Path, rate: float | None) -> Iterator[tuple
     import av
 
     n, last = 0, None
+    declared, time_base = stream.frames, stream.time_base
     try:
         for frame in container.decode(stream):
             if frame.pts is not None:
-                t = float(frame.pts * stream.time_base)
+                t = float(frame.pts * time_base)  # exact rational, rounded once
             elif last is not None and rate:
                 t = last + 1.0 / rate  # no timestamp (raw streams): assume the nominal rate
             else:
@@ -193,8 +194,8 @@ def _decode(container, stream, path: Path, rate: float | None) -> Iterator[tuple
         raise VideoError(f"cannot decode video {path} after {n} frame(s) (corrupt or truncated): {err}") from err
     finally:
         container.close()
-    if stream.frames and n < stream.frames:
-        log.warning("%s: the container declares %d frames but %d decoded", path, stream.frames, n)
+    if declared and n < declared:
+        log.warning("%s: the container declares %d frames but %d decoded", path, declared, n)
 
 
 # ----------------------------------------------------------------------------- frame folders (OpenCV)
