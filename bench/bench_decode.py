@@ -5,7 +5,7 @@ same files, in one process each:
 - `bare_fps`: a bare PyAV loop that decodes every frame and converts it to the stage's output (one
   swscale pass to RGB at shorter side `resize_short`, then the centre crop): the library work the stage
   cannot avoid. The judged ratio is stage_fps / bare_fps (target >= 0.9), i.e. the cost of the stage's
-  timestamps, resampling, zarr writes (zstd) and bookkeeping.
+  timestamps, resampling, zarr writes and bookkeeping (params.yaml's decode section; `--compression`).
 - `bare_full_rgb_fps`: decode + full-resolution RGB conversion of every frame (the naive loop), and
   `decode_only_fps`: decode without conversion, for context.
 - The bare loop and the stage run alternately `--repeat` times; the best of each counts.
@@ -39,7 +39,7 @@ from pipeline.video import Geometry, write_video  # noqa: E402
 from stages import decode  # noqa: E402
 
 FPS = 30.0
-PARAMS = {"resize_short": 256, "crop": 224, "interpolation": "area", "length_tolerance": 3, "compression": "zstd"}
+PARAMS = {"resize_short": 256, "crop": 224, "interpolation": "area", "length_tolerance": 3, "compression": "none"}
 
 
 def synthetic_frames(n: int, height: int, width: int, seed: int) -> np.ndarray:
@@ -57,7 +57,7 @@ def synthetic_frames(n: int, height: int, width: int, seed: int) -> np.ndarray:
     return frames
 
 
-def make_dataset(root: Path, n_videos: int, n_frames: int, height: int, width: int, fps: float) -> StageContext:
+def make_dataset(root: Path, n_videos: int, n_frames: int, height: int, width: int, fps: float, compression: str) -> StageContext:
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n_videos):
@@ -70,7 +70,7 @@ def make_dataset(root: Path, n_videos: int, n_frames: int, height: int, width: i
         })
     import yaml
 
-    (root / "params.yaml").write_text(yaml.safe_dump({"decode": PARAMS}))
+    (root / "params.yaml").write_text(yaml.safe_dump({"decode": {**PARAMS, "compression": compression}}))
     spec = DatasetSpec(name="bench", kind="videos", root=root, fps=fps, layout="penn13")
     ctx = StageContext(dataset=spec, params_path=root / "params.yaml", store_root=str(root / "data"), workdir=root)
     write_index(make_table(rows), ctx.index_path, {})
@@ -113,10 +113,11 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved measurements of each; the best counts")
+    parser.add_argument("--compression", default="none", choices=["none", "zstd"], help="decode.compression")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:
         root = Path(tmp)
-        ctx = make_dataset(root / "same", args.videos, args.frames, args.height, args.width, FPS)
+        ctx = make_dataset(root / "same", args.videos, args.frames, args.height, args.width, FPS, args.compression)
         paths = sorted((root / "same").glob("*.mp4"))
         n_source = args.videos * args.frames
         bare_loop(paths[:1], to_output)  # warm the file cache and the libraries
@@ -135,7 +136,7 @@ def main() -> None:
     print(json.dumps({
         "bench": "decode",
         "videos": args.videos, "frames_per_video": args.frames, "size": [args.width, args.height],
-        "output": [224, 224], "library": "PyAV (FFmpeg) " + _av_version(),
+        "output": [224, 224], "compression": args.compression, "library": "PyAV (FFmpeg) " + _av_version(),
         "bare_fps": round(bare, 1), "stage_fps": round(stage, 1),
         "ratio": round(stage / bare, 3), "target": 0.9, "meets_target": stage / bare >= 0.9,
         "bare_fps_samples": [round(v, 1) for v in bare_samples],

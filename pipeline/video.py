@@ -71,8 +71,9 @@ class Clip:
 def read_clip(path: str | Path, *, fps: float, geometry: Geometry, source_fps: float | None = None) -> Clip:
     """Decode `path` (video file, or frame folder played at `source_fps`) resampled to `fps`."""
     path = Path(path)
-    frames, rate = _open(path, source_fps)
-    times, converted = _convert_kept(frames, fps, geometry, path)
+    frames, rate, n_declared = _open(path, source_fps)
+    expected = int(np.ceil(n_declared * fps / rate)) + 2 if n_declared and rate else 256
+    times, kept = _convert_kept(frames, fps, geometry, path, _Kept(geometry.crop, expected))
     if not times:
         raise VideoError(f"{path}: no frames (empty video or folder)")
     times = np.asarray(times)
@@ -80,47 +81,72 @@ def read_clip(path: str | Path, *, fps: float, geometry: Geometry, source_fps: f
         index = resample_indices(times, fps)
     except ValueError as err:
         raise VideoError(f"{path}: unusable timestamps: {err}") from err
-    missing = sorted(set(index.tolist()) - set(converted))
+    missing = sorted(set(index.tolist()) - set(kept.row_of))
     if missing:
         raise VideoError(f"{path}: source frames {missing[:5]} were selected but not converted (timestamp rounding)")
-    rgb = np.stack([converted[i] for i in index])
-    return Clip(rgb, times[index], index, len(times), float(rate or 0.0))
+    return Clip(kept.select(index), times[index], index, len(times), float(rate or 0.0))
 
 
 def iter_frames(path: str | Path, *, geometry: Geometry | None = None, source_fps: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """Every frame of a source as (timestamp in seconds, (H, W, 3) uint8 RGB), resized/cropped by `geometry`
     when given, at full size otherwise."""
-    frames, _ = _open(Path(path), source_fps)
+    frames, _, _ = _open(Path(path), source_fps)
     for t, frame in frames:
         yield t, frame.rgb(geometry)
 
 
 def _open(path: Path, source_fps: float | None):
-    """(iterator of (timestamp, lazily converted frame), frame rate) of a video file or frame folder."""
+    """(iterator of (timestamp, lazily converted frame), frame rate, declared frame count or 0)."""
     if path.is_dir():
         if not source_fps:
             raise VideoError(f"frame folder {path}: its frame rate (source_fps) is needed")
-        return _folder_frames(path, source_fps), source_fps
+        files = frame_files(path)
+        return _folder_frames(path, files, source_fps), source_fps, len(files)
     return _video_frames(path)
 
 
-def _convert_kept(frames, fps: float, geometry: Geometry, path: Path) -> tuple[list[float], dict[int, np.ndarray]]:
+class _Kept:
+    """The converted frames, packed in conversion order into one (capacity, crop, crop, 3) array that
+    grows when the capacity estimate was short; `row_of` maps a source frame index to its row."""
+
+    def __init__(self, crop: int, capacity: int):
+        self.data = np.empty((max(1, capacity), crop, crop, 3), np.uint8)
+        self.n = 0
+        self.row_of: dict[int, int] = {}
+
+    def add(self, k: int, frame, geometry: Geometry, path: Path) -> None:
+        if self.n == len(self.data):
+            self.data = np.concatenate([self.data, np.empty_like(self.data)])
+        try:
+            frame.rgb_into(geometry, self.data[self.n])
+        except ValueError as err:  # a frame whose converted shape does not fit the slot
+            raise VideoError(f"{path}: frame {k}: {err}") from err
+        self.row_of[k] = self.n
+        self.n += 1
+
+    def select(self, index: np.ndarray) -> np.ndarray:
+        """(len(index), crop, crop, 3): a view when every kept frame is used once in order, else a copy."""
+        rows = np.fromiter((self.row_of[i] for i in index), dtype=np.int64, count=len(index))
+        if len(rows) == self.n and np.array_equal(rows, np.arange(self.n)):
+            return self.data[: self.n]
+        return self.data[rows]
+
+
+def _convert_kept(frames, fps: float, geometry: Geometry, path: Path, kept: _Kept) -> tuple[list[float], _Kept]:
     """Walk the source once; convert frame k only if a target instant start + i / fps may fall in
-    [t_k, t_{k+1}) (the last frame always). Returns all timestamps and {k: converted frame}."""
+    [t_k, t_{k+1}) (the last frame always). Returns all timestamps and the converted frames."""
     times: list[float] = []
-    converted: dict[int, np.ndarray] = {}
     pending = None
     for t, frame in frames:
         if pending is not None:
             k, t_prev, prev = pending
             if _may_be_kept(t_prev - times[0], t - times[0], fps):
-                converted[k] = _checked(prev.rgb(geometry), geometry, path, k)
+                kept.add(k, prev, geometry, path)
         pending = (len(times), t, frame)
         times.append(t)
     if pending is not None:
-        k, _, last = pending
-        converted[k] = _checked(last.rgb(geometry), geometry, path, k)
-    return times, converted
+        kept.add(pending[0], pending[2], geometry, path)
+    return times, kept
 
 
 def _may_be_kept(start: float, stop: float, fps: float) -> bool:
@@ -128,12 +154,6 @@ def _may_be_kept(start: float, stop: float, fps: float) -> bool:
     after the first frame. `resample_indices` picks it when start <= i / fps + 1e-6 < stop; these bounds
     are widened by rounding slack so that the test can err only towards converting one frame too many."""
     return bool(np.ceil((start - 2e-6) * fps) < (stop - 0.5e-6) * fps)
-
-
-def _checked(rgb: np.ndarray, geometry: Geometry, path: Path, k: int) -> np.ndarray:
-    if rgb.shape != (geometry.crop, geometry.crop, 3):
-        raise VideoError(f"{path}: frame {k} came out {rgb.shape}, expected {(geometry.crop, geometry.crop, 3)}")
-    return rgb
 
 
 # ----------------------------------------------------------------------------- video files (PyAV)
@@ -146,16 +166,23 @@ class _VideoFrame:
     def rgb(self, geometry: Geometry | None) -> np.ndarray:
         if geometry is None:
             return self.frame.to_ndarray(format="rgb24")
+        out = np.empty((geometry.crop, geometry.crop, 3), np.uint8)
+        self.rgb_into(geometry, out)
+        return out
+
+    def rgb_into(self, geometry: Geometry, out: np.ndarray) -> None:
+        """Convert to RGB at the resized size (one swscale pass) and copy the centre crop into `out`."""
         height, width = geometry.resized(self.frame.height, self.frame.width)
         full = self.frame.to_ndarray(
             format="rgb24", width=width, height=height, interpolation=_SWSCALE[geometry.interpolation]
         )
         top, left = geometry.crop_box(height, width)
-        return np.ascontiguousarray(full[top : top + geometry.crop, left : left + geometry.crop])
+        out[...] = full[top : top + geometry.crop, left : left + geometry.crop]
 
 
-def _video_frames(path: Path) -> tuple[Iterator[tuple[float, _VideoFrame]], float | None]:
-    """(iterator of (timestamp, frame), the stream's average frame rate). Opening errors raise at once."""
+def _video_frames(path: Path) -> tuple[Iterator[tuple[float, _VideoFrame]], float | None, int]:
+    """(iterator of (timestamp, frame), the stream's average frame rate, declared frame count or 0).
+    Opening errors raise at once, decoding errors while iterating."""
     import av
 
     if not path.is_file():
@@ -171,7 +198,7 @@ def _video_frames(path: Path) -> tuple[Iterator[tuple[float, _VideoFrame]], floa
     # No frame threading: FFmpeg's frame-threaded decoders swallow the error of a truncated stream and
     # just stop, which would turn a damaged file into a silently shorter sequence.
     rate = float(stream.average_rate) if stream.average_rate else None
-    return _decode(container, stream, path, rate), rate
+    return _decode(container, stream, path, rate), rate, stream.frames
 
 
 def _decode(container, stream, path: Path, rate: float | None) -> Iterator[tuple[float, _VideoFrame]]:
@@ -208,18 +235,25 @@ class _ImageFrame:
         self.path = path
 
     def rgb(self, geometry: Geometry | None) -> np.ndarray:
+        bgr = self._bgr(geometry)
+        return np.ascontiguousarray(bgr[..., ::-1])
+
+    def rgb_into(self, geometry: Geometry, out: np.ndarray) -> None:
+        out[...] = self._bgr(geometry)[..., ::-1]
+
+    def _bgr(self, geometry: Geometry | None) -> np.ndarray:
         import cv2
 
         bgr = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise VideoError(f"cannot read image {self.path} (missing, corrupt or not an image)")
-        if geometry is not None:
-            height, width = geometry.resized(*bgr.shape[:2])
-            interp = getattr(cv2, self._CV2_INTERP[geometry.interpolation])
-            bgr = cv2.resize(bgr, (width, height), interpolation=interp)
-            top, left = geometry.crop_box(height, width)
-            bgr = bgr[top : top + geometry.crop, left : left + geometry.crop]
-        return np.ascontiguousarray(bgr[..., ::-1])
+        if geometry is None:
+            return bgr
+        height, width = geometry.resized(*bgr.shape[:2])
+        interp = getattr(cv2, self._CV2_INTERP[geometry.interpolation])
+        bgr = cv2.resize(bgr, (width, height), interpolation=interp)
+        top, left = geometry.crop_box(height, width)
+        return bgr[top : top + geometry.crop, left : left + geometry.crop]
 
 
 def frame_files(folder: str | Path) -> list[Path]:
@@ -230,8 +264,7 @@ def frame_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
 
 
-def _folder_frames(folder: Path, source_fps: float) -> Iterator[tuple[float, _ImageFrame]]:
-    files = frame_files(folder)
+def _folder_frames(folder: Path, files: list[Path], source_fps: float) -> Iterator[tuple[float, _ImageFrame]]:
     if not files:
         raise VideoError(f"frame folder {folder} holds no {'/'.join(IMAGE_EXTS)} images")
     return zip(uniform_times(len(files), source_fps).tolist(), map(_ImageFrame, files))

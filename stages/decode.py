@@ -50,7 +50,7 @@ class DecodeParams:
     crop: int = 224
     interpolation: Literal["area", "bilinear", "bicubic"] = "area"
     length_tolerance: int = 3
-    compression: Literal["zstd", "none"] = "zstd"
+    compression: Literal["zstd", "none"] = "none"
 
     def geometry(self) -> Geometry:
         return Geometry(self.resize_short, self.crop, self.interpolation)

@@ -144,3 +144,12 @@ def test_crop_larger_than_resize_is_a_params_error(tmp_path):
     ctx = make_ctx(tmp_path, [row("x", n_source=20, source_fps=30)], {**DECODE, "crop": 64})
     with pytest.raises(StageError, match="crop"):
         decode.run(ctx)
+
+
+def test_uncompressed_frames_equal_compressed_ones(toy):
+    ctx, rows = toy
+    decode.run(ctx)
+    compressed = ArtifactStore(ctx.artifact("frames")).read("a", "rgb")
+    ctx = make_ctx(ctx.workdir, rows, {**DECODE, "compression": "none"})
+    assert sorted(decode.run(ctx).computed) == ["a", "b", "c"]
+    np.testing.assert_array_equal(ArtifactStore(ctx.artifact("frames")).read("a", "rgb"), compressed)
