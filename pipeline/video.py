@@ -133,19 +133,25 @@ class _Kept:
 
 
 def _convert_kept(frames, fps: float, geometry: Geometry, path: Path, kept: _Kept) -> tuple[list[float], _Kept]:
-    """Walk the source once; convert frame k only if a target instant start + i / fps may fall in
-    [t_k, t_{k+1}) (the last frame always). Returns all timestamps and the converted frames."""
+    """Walk the source once and convert only the frames that resampling keeps. Frame k is kept when a
+    target instant start + i / fps falls in [t_k, t_{k+1}). It is converted at once, while its pixels
+    are still in the CPU cache, when the interval predicted from the previous one holds such an instant;
+    otherwise it waits until t_{k+1} is known (variable frame rates) and the last frame is always kept.
+    Returns all timestamps and the converted frames."""
     times: list[float] = []
-    pending = None
+    pending = None  # (k, frame, converted?) of the previous frame
     for t, frame in frames:
-        if pending is not None:
-            k, t_prev, prev = pending
-            if _may_be_kept(t_prev - times[0], t - times[0], fps):
-                kept.add(k, prev, geometry, path)
-        pending = (len(times), t, frame)
+        k = len(times)
+        if pending is not None and not pending[2] and _may_be_kept(times[-1] - times[0], t - times[0], fps):
+            kept.add(pending[0], pending[1], geometry, path)
         times.append(t)
-    if pending is not None:
-        kept.add(pending[0], pending[2], geometry, path)
+        step = times[-1] - times[-2] if k else 0.0
+        eager = k == 0 or _may_be_kept(t - times[0], t + step - times[0], fps)
+        if eager:
+            kept.add(k, frame, geometry, path)
+        pending = (k, frame, eager)
+    if pending is not None and not pending[2]:
+        kept.add(pending[0], pending[1], geometry, path)
     return times, kept
 
 

@@ -154,3 +154,26 @@ def test_moov_truncated_mp4_is_an_error(tmp_path):
     path.write_bytes(path.read_bytes()[:-200])  # the index (moov) sits at the end of a plain mp4
     with pytest.raises(VideoError, match="cut.mp4"):
         read_clip(path, fps=10, geometry=Geometry(48, 48))
+
+
+def test_variable_frame_rate_video_is_resampled_by_its_real_timestamps(tmp_path):
+    from fractions import Fraction
+
+    rng = np.random.default_rng(3)
+    times_ms = np.cumsum(rng.choice([20, 40, 90, 150], size=40))  # jumpy frame intervals
+    path = tmp_path / "vfr.mkv"
+    frames = numbered_frames(40)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height = 64, 48
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for image, pts in zip(frames, times_ms):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = int(pts), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    times = np.array([t for t, _ in iter_frames(path)])
+    np.testing.assert_allclose(times, times_ms / 1000)
+    clip = read_clip(path, fps=10, geometry=Geometry(48, 48))
+    np.testing.assert_array_equal(clip.source_index, resample_indices(times, 10))
+    assert [frame_number(f) for f in clip.rgb] == (clip.source_index % 32).tolist()  # grey levels wrap at 32
