@@ -20,6 +20,7 @@ GFLOPs).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -104,7 +105,7 @@ def stage_loop_fps(ctx: StageContext, device_name: str) -> float:
     cached_model(source, device)
     rows = list(read_index(ctx.index_path).rows())
     jobs, _ = make_jobs(ArtifactStore(ctx.artifact("frames")), rows, params, source)
-    settings = {**to_dict(params), "source": source.__dict__, "device": device_name}
+    settings = {**to_dict(params), "source": dataclasses.asdict(source), "device": device_name}
     frames_url, dino_url = ctx.artifact("frames"), ctx.artifact("dino")
     ArtifactStore(dino_url, mode="a")
     embed_jobs(frames_url, dino_url, jobs[:1], settings, cache_model=True)  # warm-up
@@ -136,7 +137,7 @@ def bench_shape(shape: str, args, root: Path) -> dict:
     device = resolve_device(args.device)
     bf16 = resolve_dtype("auto", device) == "bfloat16"
     model_dir = save_random_checkpoint(root / f"dinov2-{shape}", shape)
-    n_frames = args.frames or (192 if device.type == "cpu" else {"giant": 4096}.get(shape, 16384))
+    n_frames = args.frames or (128 if device.type == "cpu" else {"giant": 4096}.get(shape, 16384))
     ctx = make_dataset(root / shape, n_frames, args.seq_frames, model_dir, args)
     model = load_model(resolve(str(model_dir), "main"), device)
     model_samples, stage_samples = [], []
@@ -166,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--shapes", nargs="+", default=None, help="small base large giant (default: small on CPU, base giant on CUDA)")
-    parser.add_argument("--frames", type=int, default=None, help="frames per shape (default 192 on CPU, 16384 / 4096 on CUDA)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per shape (default 128 on CPU, 16384 / 4096 on CUDA)")
     parser.add_argument("--repeat", type=int, default=2, help="interleaved measurements of each; the best counts")
     parser.add_argument("--batch-size", type=int, default=None, help="default 32 on CPU, 512 on CUDA")
     parser.add_argument("--seq-frames", type=int, default=64, help="frames per sequence")

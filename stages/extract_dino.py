@@ -13,6 +13,7 @@ task per group; each worker process loads the model once and runs one group at a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 from pipeline.context import StageContext
 from pipeline.dino import ModelSource, Pooling, feature_layout, resolve
+from pipeline.embedding import embed_jobs
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, map_tasks, open_for_stage
 from pipeline.sequences import read_index
@@ -76,12 +78,10 @@ def run(ctx: StageContext, device: str = "auto") -> StageSummary:
     summary.skipped = [j.seq_id for j in jobs if j.seq_id not in waiting]
     log.info("%s: %d sequence(s) up to date, %d to embed (%d frames)", STAGE, len(summary.skipped), len(todo),
              sum(j.n_frames for j in todo))
-    settings = {**to_dict(params), "source": source.__dict__, "device": device}
+    settings = {**to_dict(params), "source": dataclasses.asdict(source), "device": device}
     if todo and ctx.scheduler:
         done, failures = _run_dask(ctx.scheduler, frames_url, store.url, todo, settings)
     elif todo:
-        from pipeline.embedding import embed_jobs
-
         done, failures = embed_jobs(frames_url, store.url, todo, settings, show_progress=True)
     else:
         done, failures = [], {}
@@ -179,8 +179,6 @@ def embed_group(frames_url: str, dino_url: str, settings: dict, task: Task) -> i
 
     The model is loaded once per worker process (cached), and a lock keeps one group at a time on the
     device even when the worker runs several threads."""
-    from pipeline.embedding import embed_jobs
-
     with _WORKER_LOCK:
         done, failures = embed_jobs(frames_url, dino_url, task.payload["jobs"], settings, cache_model=True)
     if failures:
