@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--seq-frames", type=int, default=64, help="frames per sequence")
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--pooling", default="cls+mean")
-    parser.add_argument("--frames-compression", default="zstd", choices=["zstd", "none"])
+    parser.add_argument("--frames-compression", default="none", choices=["zstd", "none"], help="of the frames.zarr read")
     parser.add_argument("--skip-run", action="store_true", help="skip the whole-stage measurement")
     args = parser.parse_args()
     args.frames_compression = None if args.frames_compression == "none" else args.frames_compression
