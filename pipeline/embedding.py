@@ -61,7 +61,9 @@ def embed_jobs(
     dtype = resolve_dtype(settings["dtype"], device)
     source = ModelSource(**settings["source"])
     model = cached_model(source, device) if cache_model else load_model(source, device)
-    embedder = Embedder(model, pooling=settings["pooling"], image_size=settings["image_size"], autocast_bf16=dtype == "bfloat16")
+    embedder = Embedder(
+        model, pooling=settings["pooling"], image_size=settings["image_size"], autocast_bf16=dtype == "bfloat16"
+    )
     attrs = {"compute_dtype": dtype, "device": device.type}
     sink = _Sink(ArtifactStore(dino_url, mode="a"), jobs, embedder.dim, attrs, writers=settings["num_workers"])
     batches = prefetch_batches(

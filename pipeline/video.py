@@ -87,7 +87,9 @@ def read_clip(path: str | Path, *, fps: float, geometry: Geometry, source_fps: f
     return Clip(kept.select(index), times[index], index, len(times), float(rate or 0.0))
 
 
-def iter_frames(path: str | Path, *, geometry: Geometry | None = None, source_fps: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
+def iter_frames(
+    path: str | Path, *, geometry: Geometry | None = None, source_fps: float | None = None
+) -> Iterator[tuple[float, np.ndarray]]:
     """Every frame of a source as (timestamp in seconds, (H, W, 3) uint8 RGB), resized/cropped by `geometry`
     when given, at full size otherwise."""
     frames, _, _ = _open(Path(path), source_fps)

@@ -92,12 +92,16 @@ def run(ctx: StageContext, device: str = "auto") -> StageSummary:
     summary.seconds = time.perf_counter() - start
     if failures:
         lines = "\n".join(f"  {seq}: {msg}" for seq, msg in sorted(failures.items()))
-        raise StageError(f"{STAGE}: {len(failures)} sequence(s) failed ({len(done)} others were written and are kept):\n{lines}")
+        raise StageError(
+            f"{STAGE}: {len(failures)} sequence(s) failed ({len(done)} others were written and are kept):\n{lines}"
+        )
     log.info(summary.line())
     return summary
 
 
-def make_jobs(frames: ArtifactStore, rows, params: ExtractDinoParams, source: ModelSource) -> tuple[list[Job], dict[str, str]]:
+def make_jobs(
+    frames: ArtifactStore, rows, params: ExtractDinoParams, source: ModelSource
+) -> tuple[list[Job], dict[str, str]]:
     """Jobs for the index rows whose frames are decoded, and {seq_id: reason} for those that are not."""
     jobs, missing = [], {}
     decoded = set(frames.sequences())
@@ -110,7 +114,9 @@ def make_jobs(frames: ArtifactStore, rows, params: ExtractDinoParams, source: Mo
         if attrs.get("n_frames") != row["n_frames"]:
             missing[seq_id] = f"{frames.url} holds {attrs.get('n_frames')} frames, the index {row['n_frames']}: re-run decode"
             continue
-        fp = fingerprint(attrs["fingerprint"], source.model, source.resolved, params.pooling, params.image_size, params.dtype)
+        fp = fingerprint(
+            attrs["fingerprint"], source.model, source.resolved, params.pooling, params.image_size, params.dtype
+        )
         job_attrs = {"fps": attrs["fps"], "n_frames": row["n_frames"], "frames_fingerprint": attrs["fingerprint"]}
         jobs.append(Job(seq_id, row["n_frames"], fp, job_attrs))
     return jobs, missing
@@ -144,10 +150,13 @@ def group_jobs(jobs: list[Job], group_frames: int) -> list[list[Job]]:
     return groups + ([current] if current else [])
 
 
-def _run_dask(address: str, frames_url: str, dino_url: str, todo: list[Job], settings: dict) -> tuple[list[str], dict[str, str]]:
+def _run_dask(
+    address: str, frames_url: str, dino_url: str, todo: list[Job], settings: dict
+) -> tuple[list[str], dict[str, str]]:
+    groups = group_jobs(todo, settings["group_frames"])
     tasks = [
-        Task(f"group{i:05d}", fingerprint([j.fingerprint for j in group]), sum(j.n_frames for j in group), {"jobs": group})
-        for i, group in enumerate(group_jobs(todo, settings["group_frames"]))
+        Task(f"group{i:05d}", fingerprint([j.fingerprint for j in g]), sum(j.n_frames for j in g), {"jobs": g})
+        for i, g in enumerate(groups)
     ]
     fn = functools.partial(embed_group, frames_url, dino_url, settings)
     done, failures = [], {}
