@@ -186,6 +186,13 @@ class ArtifactStore:
         return gone
 
 
+def absolute_url(url: str | Path) -> str:
+    """`url` with a local path made absolute (fsspec URLs unchanged), so that workers started in another
+    directory (dask.distributed) find the same store."""
+    url = str(url)
+    return url if "://" in url else str(Path(url).resolve())
+
+
 def _chunks(data: np.ndarray) -> tuple[int, ...]:
     """One chunk per sequence, split along the first (time) axis only when it would exceed MAX_CHUNK_BYTES."""
     if data.ndim == 0 or data.size == 0:

@@ -32,7 +32,7 @@ from pipeline.context import StageContext
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, run_incremental
 from pipeline.sequences import read_index
-from pipeline.store import ArtifactStore, fingerprint
+from pipeline.store import ArtifactStore, absolute_url, fingerprint
 from pipeline.video import Clip, Geometry, VideoError, read_clip
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def run(ctx: StageContext) -> StageSummary:
     if skipped:
         log.info("%s: %d sequence(s) have no video or frame folder; decoding the other %d", ctx.name, skipped, len(tasks))
     return run_incremental(
-        ctx.artifact(ARTIFACT),
+        absolute_url(ctx.artifact(ARTIFACT)),
         tasks,
         decode_sequence,
         stage=STAGE,
@@ -92,7 +92,7 @@ def make_tasks(rows, params: DecodeParams) -> list[Task]:
         if not source:
             continue
         payload = {
-            "source": source,
+            "source": absolute_url(source),
             "is_folder": not row["video"],
             "fps": float(row["fps"]),
             "n_frames": int(row["n_frames"]),

@@ -27,7 +27,7 @@ from pipeline.embedding import embed_jobs
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, map_tasks, open_for_stage
 from pipeline.sequences import read_index
-from pipeline.store import ArtifactStore, fingerprint
+from pipeline.store import ArtifactStore, absolute_url, fingerprint
 
 log = logging.getLogger(__name__)
 STAGE = "extract_dino"
@@ -69,9 +69,9 @@ def run(ctx: StageContext, device: str = "auto") -> StageSummary:
     visual = [r for r in index.rows() if r["video"] or r["frames_dir"]]
     if not visual:
         raise StageError(f"{ctx.name}: no sequence has a video or a frame folder, so there is nothing to embed")
-    frames_url = ctx.artifact("frames")
+    frames_url = absolute_url(ctx.artifact("frames"))
     jobs, missing = make_jobs(ArtifactStore(frames_url), visual, params, source)
-    store = open_for_stage(ctx.artifact("dino"), stage=STAGE, params=to_dict(params), **_provenance(source, params))
+    store = open_for_stage(absolute_url(ctx.artifact("dino")), stage=STAGE, params=to_dict(params), **_provenance(source, params))
     summary = StageSummary(stage=STAGE, removed=store.prune(r["id"] for r in visual))
     todo = [j for j in jobs if not store.is_current(j.seq_id, j.fingerprint)]
     waiting = {j.seq_id for j in todo}
