@@ -9,7 +9,8 @@ a frames.zarr of random 224 x 224 uint8 frames in sequences of `--seq-frames`. M
 - `stage_run_fps`: the whole `stages.extract_dino.run` (index, fingerprints, model loading included).
 The model and the stage loop are measured alternately `--repeat` times and the best of each counts, so
 that other load on the machine hurts neither side alone. The judged ratio is stage_fps / model_fps
-(target >= 0.9). On CUDA each shape also gets its share of
+(target >= 0.9); `cpu_ratio` compares CPU time per frame (all threads), which other load on the
+machine disturbs less than wall time. On CUDA each shape also gets its share of
 the GPU's bf16 dense peak from the FLOPs per 224 x 224 frame (ViT-S/14 ~ 12, ViT-B/14 46.3, ViT-g/14 599
 GFLOPs).
 
@@ -70,8 +71,9 @@ def make_dataset(root: Path, n_frames: int, seq_frames: int, model_dir: Path, ar
     return ctx
 
 
-def model_alone_fps(model, device, batch_size: int, n_frames: int, bf16: bool) -> float:
-    """Frames/s of the bare forward on preloaded, normalised (B, 3, 224, 224) tensors on the device."""
+def model_alone_fps(model, device, batch_size: int, n_frames: int, bf16: bool) -> tuple[float, float]:
+    """(frames/s, CPU seconds per frame) of the bare forward on preloaded, normalised (B, 3, 224, 224)
+    tensors on the device."""
     import torch
 
     batch = torch.randn(batch_size, 3, 224, 224, device=device)
@@ -83,15 +85,16 @@ def model_alone_fps(model, device, batch_size: int, n_frames: int, bf16: bool) -
 
     forward()  # warm-up (kernel selection, caches)
     _sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n_batches):
         forward()
     _sync(device)
-    return n_batches * batch_size / (time.perf_counter() - start)
+    frames = n_batches * batch_size
+    return frames / (time.perf_counter() - start), (time.process_time() - cpu) / frames
 
 
-def stage_loop_fps(ctx: StageContext, device_name: str) -> float:
-    """Frames/s of the embedding loop with the model already loaded (cached in this process)."""
+def stage_loop_fps(ctx: StageContext, device_name: str) -> tuple[float, float]:
+    """(frames/s, CPU seconds per frame) of the embedding loop, model already loaded (cached here)."""
     from pipeline.dino import resolve
     from pipeline.embedding import cached_model, embed_jobs, resolve_device
     from pipeline.params import to_dict
@@ -109,13 +112,14 @@ def stage_loop_fps(ctx: StageContext, device_name: str) -> float:
     ArtifactStore(dino_url, mode="a")
     embed_jobs(frames_url, dino_url, jobs[:1], settings, cache_model=True)  # warm-up
     _sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     done, failures = embed_jobs(frames_url, dino_url, jobs, settings, cache_model=True)
     _sync(device)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     if failures or len(done) != len(jobs):
         raise RuntimeError(f"benchmark run failed: {failures}")
-    return sum(j.n_frames for j in jobs) / seconds
+    frames = sum(j.n_frames for j in jobs)
+    return frames / seconds, cpu / frames
 
 
 def stage_run_fps(ctx: StageContext, device_name: str) -> float:
@@ -144,14 +148,17 @@ def bench_shape(shape: str, args, root: Path) -> dict:
         model_samples.append(model_alone_fps(model, device, args.batch_size, n_frames, bf16))
         stage_samples.append(stage_loop_fps(ctx, args.device))
     del model
-    model_fps, stage_fps = max(model_samples), max(stage_samples)
+    model_fps, stage_fps = max(f for f, _ in model_samples), max(f for f, _ in stage_samples)
+    model_cpu, stage_cpu = min(c for _, c in model_samples), min(c for _, c in stage_samples)
     run_fps = stage_run_fps(ctx, args.device) if not args.skip_run else None
     result = {
         "shape": shape, "dtype": "bfloat16" if bf16 else "float32", "frames": n_frames,
         "model_fps": round(model_fps, 2), "stage_fps": round(stage_fps, 2),
         "ratio": round(stage_fps / model_fps, 3), "stage_run_fps": run_fps and round(run_fps, 2),
-        "model_fps_samples": [round(v, 2) for v in model_samples],
-        "stage_fps_samples": [round(v, 2) for v in stage_samples],
+        "model_fps_samples": [round(f, 2) for f, _ in model_samples],
+        "stage_fps_samples": [round(f, 2) for f, _ in stage_samples],
+        "cpu_ms_per_frame": {"model": round(1e3 * model_cpu, 2), "stage": round(1e3 * stage_cpu, 2)},
+        "cpu_ratio": round(model_cpu / stage_cpu, 3),
     }
     if device.type == "cuda":
         peak = _peak_tflops(torch.cuda.get_device_name(device))
