@@ -25,6 +25,7 @@ USER_ERRORS = (
     "pipeline.runner.StageError",
     "pipeline.datasets.DatasetError",
     "pipeline.dino.ModelUnavailableError",
+    "stages.evaluate.EvaluateError",
 )
 
 

@@ -16,7 +16,9 @@ class Skeleton:
 
     `limbs` are (a, b) joint-index pairs; `root` is the joint (or joints, averaged) that 3D/2D
     normalisation centres on; `scale` is a pair of joints (or joint groups, averaged) whose distance
-    normalises size.
+    normalises size, the direction from `scale[1]` to `scale[0]` being the skeleton's "up"; `lateral`
+    is a pair of joint groups whose difference (`lateral[0]` minus `lateral[1]`) points across the
+    skeleton (right to left), the second axis of a canonical frame.
     """
 
     name: str
@@ -24,6 +26,7 @@ class Skeleton:
     limbs: tuple[tuple[int, int], ...]
     root: tuple[int, ...]
     scale: tuple[tuple[int, ...], tuple[int, ...]]
+    lateral: tuple[tuple[int, ...], tuple[int, ...]]
 
     @property
     def n_joints(self) -> int:
@@ -37,6 +40,11 @@ class Skeleton:
     def n_channels(self) -> int:
         """Heatmap channels: joints then limbs."""
         return self.n_joints + self.n_limbs
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """Heatmap channel names: the joints, then each limb as "a-b"."""
+        return self.joints + tuple(f"{self.joints[a]}-{self.joints[b]}" for a, b in self.limbs)
 
     def index(self, name: str) -> int:
         return self.joints.index(name)
@@ -83,15 +91,20 @@ def _limbs(joints: tuple[str, ...], pairs: list[tuple[str, str]]) -> tuple[tuple
     return tuple((joints.index(a), joints.index(b)) for a, b in pairs)
 
 
-def _layout(name, joints, limb_names, root, scale) -> Skeleton:
+def _layout(name, joints, limb_names, root, scale, lateral) -> Skeleton:
     joints = tuple(joints)
     idx = joints.index
+
+    def groups(pair):
+        return (tuple(idx(j) for j in pair[0]), tuple(idx(j) for j in pair[1]))
+
     return Skeleton(
         name=name,
         joints=joints,
         limbs=_limbs(joints, limb_names),
         root=tuple(idx(j) for j in root),
-        scale=(tuple(idx(j) for j in scale[0]), tuple(idx(j) for j in scale[1])),
+        scale=groups(scale),
+        lateral=groups(lateral),
     )
 
 
@@ -106,21 +119,25 @@ PENN13 = _layout(
      ("l_hip", "l_knee"), ("l_knee", "l_ankle"), ("r_hip", "r_knee"), ("r_knee", "r_ankle")],
     root=["l_hip", "r_hip"],
     scale=(["l_shoulder", "r_shoulder"], ["l_hip", "r_hip"]),
+    lateral=(["l_hip", "l_shoulder"], ["r_hip", "r_shoulder"]),
 )
 
+# COCO keypoints in the annotation order; limbs are the dataset's official 19-pair `skeleton`.
 COCO17 = _layout(
     "coco17",
     ["nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
      "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"],
-    [("nose", "l_eye"), ("nose", "r_eye"), ("l_eye", "l_ear"), ("r_eye", "r_ear"),
-     ("l_shoulder", "r_shoulder"), ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"),
-     ("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"), ("l_shoulder", "l_hip"), ("r_shoulder", "r_hip"),
-     ("l_hip", "r_hip"), ("l_hip", "l_knee"), ("l_knee", "l_ankle"), ("r_hip", "r_knee"), ("r_knee", "r_ankle")],
+    [("l_ankle", "l_knee"), ("l_knee", "l_hip"), ("r_ankle", "r_knee"), ("r_knee", "r_hip"), ("l_hip", "r_hip"),
+     ("l_shoulder", "l_hip"), ("r_shoulder", "r_hip"), ("l_shoulder", "r_shoulder"), ("l_shoulder", "l_elbow"),
+     ("r_shoulder", "r_elbow"), ("l_elbow", "l_wrist"), ("r_elbow", "r_wrist"), ("l_eye", "r_eye"),
+     ("nose", "l_eye"), ("nose", "r_eye"), ("l_eye", "l_ear"), ("r_eye", "r_ear"), ("l_ear", "l_shoulder"),
+     ("r_ear", "r_shoulder")],
     root=["l_hip", "r_hip"],
     scale=(["l_shoulder", "r_shoulder"], ["l_hip", "r_hip"]),
+    lateral=(["l_hip", "l_shoulder"], ["r_hip", "r_shoulder"]),
 )
 
-# OpenPose BODY_25, in OpenPose's keypoint order.
+# OpenPose BODY_25, in OpenPose's keypoint order; limbs are the 24 pairs OpenPose renders.
 BODY25 = _layout(
     "body25",
     ["nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist", "mid_hip",
@@ -134,9 +151,10 @@ BODY25 = _layout(
      ("r_ankle", "r_big_toe"), ("r_big_toe", "r_small_toe"), ("r_ankle", "r_heel")],
     root=["mid_hip"],
     scale=(["neck"], ["mid_hip"]),
+    lateral=(["l_hip", "l_shoulder"], ["r_hip", "r_shoulder"]),
 )
 
-# SMPL's 24 joints in the model's kinematic order.
+# SMPL's 24 joints in the model's kinematic order; limbs are the kinematic tree's 23 (parent, child) bones.
 SMPL24 = _layout(
     "smpl24",
     ["pelvis", "l_hip", "r_hip", "spine1", "l_knee", "r_knee", "spine2", "l_ankle", "r_ankle", "spine3",
@@ -150,6 +168,7 @@ SMPL24 = _layout(
      ("l_wrist", "l_hand"), ("r_wrist", "r_hand")],
     root=["pelvis"],
     scale=(["neck"], ["pelvis"]),
+    lateral=(["l_hip", "l_shoulder"], ["r_hip", "r_shoulder"]),
 )
 
 # One hand, 21 joints: MANO's 16 (wrist + 3 per finger, in MANO's index/middle/pinky/ring/thumb order)
@@ -160,14 +179,17 @@ _HAND = ["wrist"] + [f"{f}{i}" for f in _FINGERS for i in range(1, 5)]
 _HAND_BONES = [("wrist", f"{f}1") for f in _FINGERS] + [
     (f"{f}{i}", f"{f}{i + 1}") for f in _FINGERS for i in range(1, 4)
 ]
-MANO21 = _layout("mano21", _HAND, _HAND_BONES, root=["wrist"], scale=(["wrist"], ["middle1"]))
+MANO21 = _layout(
+    "mano21", _HAND, _HAND_BONES, root=["wrist"], scale=(["middle1"], ["wrist"]), lateral=(["index1"], ["pinky1"])
+)
 
 HANDS42 = _layout(
     "hands42",
     [f"l_{j}" for j in _HAND] + [f"r_{j}" for j in _HAND],
     [(f"l_{a}", f"l_{b}") for a, b in _HAND_BONES] + [(f"r_{a}", f"r_{b}") for a, b in _HAND_BONES],
     root=["l_wrist", "r_wrist"],
-    scale=(["l_wrist", "r_wrist"], ["l_middle1", "r_middle1"]),
+    scale=(["l_middle1", "r_middle1"], ["l_wrist", "r_wrist"]),
+    lateral=(["l_wrist"], ["r_wrist"]),
 )
 
 LAYOUTS: dict[str, Skeleton] = {s.name: s for s in (PENN13, COCO17, BODY25, SMPL24, MANO21, HANDS42)}

@@ -1,0 +1,79 @@
+"""Torch twin of `pipeline.heatmaps.render`, for rasterising augmented skeletons on the training device.
+
+Same grid, formulas, cutoff and missing-joint rule as the NumPy renderer (see `pipeline.heatmaps`),
+computed densely over the S x S grid with broadcasting, so it runs batched on any device and agrees with
+the NumPy maps to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from pipeline.heatmaps import CUTOFF, MAX_GRID_COORD
+from pipeline.skeletons import Skeleton
+
+
+def render_torch(
+    joints: Tensor,
+    limbs: Sequence[tuple[int, int]],
+    box: Tensor | Sequence[float],
+    size: int = 30,
+    sigma: float = 1.0,
+) -> Tensor:
+    """Heatmaps (..., T, K + L, size, size) of joints (..., T, K, 3) [x, y, conf] in image pixels.
+
+    box: (4,) or (..., 4) [x0, y0, x1, y1], one per leading batch index. The result has the dtype and
+    device of `joints` (float32 or wider).
+    """
+    if joints.shape[-1] != 3 or joints.dim() < 3:
+        raise ValueError(f"joints must be (..., T, K, 3) [x, y, conf], got shape {tuple(joints.shape)}")
+    box = torch.as_tensor(box, dtype=joints.dtype, device=joints.device)
+    box = box.reshape(*box.shape[:-1], 1, 1, 4)  # (..., 1, 1, 4): broadcast over time and joints
+    u = (joints[..., 0] - box[..., 0]) / (box[..., 2] - box[..., 0]) * size - 0.5
+    v = (joints[..., 1] - box[..., 1]) / (box[..., 3] - box[..., 1]) * size - 0.5
+    conf = joints[..., 2]
+    ok = torch.isfinite(joints).all(dim=-1) & (conf > 0) & (u.abs() <= MAX_GRID_COORD) & (v.abs() <= MAX_GRID_COORD)
+    zero = torch.zeros((), dtype=joints.dtype, device=joints.device)
+    u, v, conf = torch.where(ok, u, zero), torch.where(ok, v, zero), torch.where(ok, conf, zero)
+
+    cells = torch.arange(size, dtype=joints.dtype, device=joints.device)
+    cols, rows = cells.view(1, size), cells.view(size, 1)
+    k = -1.0 / (2.0 * sigma**2)
+    r2 = 2.0 * sigma**2 * math.log(1.0 / CUTOFF)
+
+    d2 = (cols - u[..., None, None]) ** 2 + (rows - v[..., None, None]) ** 2  # (..., T, K, S, S)
+    joint_maps = _gaussian(d2, k, r2) * conf[..., None, None]
+    if not len(limbs):
+        return joint_maps
+    a, b = (torch.as_tensor([p[i] for p in limbs], device=joints.device) for i in (0, 1))
+    limb_maps = _limb_maps(u, v, conf, a, b, cols, rows, k, r2)
+    return torch.cat([joint_maps, limb_maps], dim=-3)
+
+
+def flip_heatmaps_torch(heatmaps: Tensor, layout: Skeleton) -> Tensor:
+    """Horizontally flipped heatmaps (..., K + L, S, S): x reversed, left/right channels swapped."""
+    perm = torch.as_tensor(layout.channel_flip_permutation, device=heatmaps.device)
+    return heatmaps.index_select(-3, perm).flip(-1)
+
+
+def _limb_maps(u, v, conf, a, b, cols, rows, k, r2) -> Tensor:
+    """(..., T, L, S, S): Gaussian of the distance from each cell centre to each limb's segment."""
+    ax, ay, bx, by = u[..., a], v[..., a], u[..., b], v[..., b]
+    dx, dy = bx - ax, by - ay
+    length2 = dx * dx + dy * dy
+    inv = torch.where(length2 > 0, 1.0 / length2.clamp_min(torch.finfo(u.dtype).tiny), torch.zeros_like(length2))
+    px = cols - ax[..., None, None]  # (..., T, L, 1, S)
+    py = rows - ay[..., None, None]  # (..., T, L, S, 1)
+    t = ((px * dx[..., None, None] + py * dy[..., None, None]) * inv[..., None, None]).clamp(0.0, 1.0)
+    ex = px - t * dx[..., None, None]
+    ey = py - t * dy[..., None, None]
+    limb_conf = torch.minimum(conf[..., a], conf[..., b])
+    return _gaussian(ex * ex + ey * ey, k, r2) * limb_conf[..., None, None]
+
+
+def _gaussian(d2: Tensor, k: float, r2: float) -> Tensor:
+    return torch.where(d2 <= r2, torch.exp(k * d2), torch.zeros((), dtype=d2.dtype, device=d2.device))

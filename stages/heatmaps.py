@@ -1,0 +1,120 @@
+"""`heatmaps` stage: joint + limb heatmaps of every sequence's 2D keypoints -> data/<D>/heatmaps.zarr.
+
+Reads `keypoints.zarr` (`{seq}/joints_2d` and its layout), computes the sequence's crop box and renders
+`pipeline.heatmaps.render` on a size x size grid. Writes per sequence:
+
+    {seq}/heatmap (time, channel, y, x)   channels = the layout's joints, then its limbs
+    {seq}/box     (bound,)                the crop box x0, y0, x1, y1 in image pixels, float64
+
+`dtype: float16` stores the maps as they are; `dtype: uint8` stores round(255 * min(h, 1)), so that
+h = heatmap * attrs["scale"] (1/255) to within 1/510 (maps with confidences above 1 saturate). Both are
+zstd-compressed at `compression_level`. Incremental: a sequence is recomputed only when its keypoints
+or these params change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from pipeline.context import StageContext
+from pipeline.params import to_dict
+from pipeline.runner import StageError, StageSummary, Task, run_incremental
+from pipeline.sequences import read_index
+from pipeline.store import ArtifactStore, fingerprint
+
+log = logging.getLogger(__name__)
+STAGE = "heatmaps"
+
+
+@dataclass(frozen=True)
+class HeatmapsParams:
+    """size: grid cells per side; sigma: Gaussian std in grid cells; pad: each side of the crop box grows by
+    this fraction of the box's width (height); square: make the crop box square (about its centre);
+    dtype: stored dtype (see module docstring); compression_level: zstd level."""
+
+    size: int = 30
+    sigma: float = 1.0
+    pad: float = 0.1
+    square: bool = True
+    dtype: Literal["float16", "uint8"] = "float16"
+    compression_level: int = 3
+
+
+def run(ctx: StageContext) -> StageSummary:
+    params = ctx.params(STAGE, HeatmapsParams)
+    if params.size < 1 or params.sigma <= 0 or params.pad < 0:
+        raise StageError(f"{STAGE}: need size >= 1, sigma > 0 and pad >= 0 in {ctx.params_path}, got {params}")
+    keypoints_url = ctx.artifact("keypoints")
+    keypoints = ArtifactStore(keypoints_url)
+    index = read_index(ctx.index_path)
+    absent = [seq for seq in index.ids if seq not in keypoints]
+    if absent:
+        raise StageError(
+            f"{STAGE}: {len(absent)} sequence(s) of {ctx.index_path} have no keypoints in {keypoints_url} "
+            f"(run `pipeline keypoints --dataset {ctx.name}`): {', '.join(absent[:10])}"
+        )
+    resolved = to_dict(params)
+    threads = 1 if (ctx.scheduler or ctx.workers > 1) else None
+    tasks = [
+        Task(
+            seq_id=row["id"],
+            fingerprint=fingerprint(keypoints.fingerprint_of(row["id"]), resolved),
+            n_frames=int(row["n_frames"]),
+            payload={"keypoints": keypoints_url, "params": resolved, "threads": threads},
+        )
+        for row in index.rows()
+    ]
+    summary = run_incremental(
+        ctx.artifact(STAGE),
+        tasks,
+        render_sequence,
+        stage=STAGE,
+        params=resolved,
+        provenance={"keypoints": keypoints_url},
+        scheduler=ctx.scheduler,
+        workers=ctx.workers,
+    )
+    return summary
+
+
+def render_sequence(store_url: str, task: Task) -> int:
+    """Render one sequence's heatmaps from its stored keypoints and write them; returns its frame count."""
+    from pipeline.heatmaps import crop_box, quantise, render
+    from pipeline.skeletons import get_layout
+
+    params = HeatmapsParams(**task.payload["params"])
+    keypoints = ArtifactStore(task.payload["keypoints"])
+    seq = task.seq_id
+    attrs = keypoints.attrs(seq)
+    joints = keypoints.array(seq, "joints_2d")[...]
+    layout = get_layout(attrs["layout"])
+    if joints.ndim != 3 or joints.shape[1:] != (layout.n_joints, 3):
+        raise ValueError(f"{seq}: joints_2d in {keypoints.url} has shape {joints.shape}, layout {layout.name} "
+                         f"needs (T, {layout.n_joints}, 3)")
+    image = attrs.get("image_size")
+    try:
+        box = crop_box(joints, pad=params.pad, square=params.square, fallback=(0, 0, *image) if image else None)
+    except ValueError as err:
+        raise ValueError(f"{seq}: {err} in {keypoints.url}, and no image size to fall back on") from err
+    maps = render(joints, layout.limbs, box, params.size, params.sigma, threads=task.payload["threads"])
+    stored, scale = quantise(maps, params.dtype)
+    ArtifactStore(store_url, mode="a").write_sequence(
+        seq,
+        {"heatmap": (stored, ("time", "channel", "y", "x")), "box": (np.asarray(box, dtype=np.float64), ("bound",))},
+        fingerprint=task.fingerprint,
+        attrs={
+            "layout": layout.name,
+            "channels": list(layout.channel_names),
+            "n_frames": len(joints),
+            "fps": attrs.get("fps"),
+            "scale": scale,
+            "box_order": ["x0", "y0", "x1", "y1"],
+        },
+        compression="zstd",
+        level=params.compression_level,
+    )
+    return len(joints)

@@ -1,0 +1,163 @@
+"""`report`: one markdown table of every `metrics/<dataset>/<method>.json`, beside the papers' numbers.
+
+For each dataset: our rows (each method's learned embeddings, then the raw-feature and t/T baselines
+evaluated with it), then the published rows of MASA, LA2DS and CASA for that dataset (`model.published`),
+then the protocol details that differ, stated under the table. A second table compares robustness to
+missing / noisy keypoints with LA2DS Tables 3-4 when any metrics file has a robustness study.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from model.published import METHODS, ROBUSTNESS, for_dataset, is_percent
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (  # header, metric key, field of the metric's dict
+    ("Cls 10%", "phase_classification_svm_10pct", "overall"),
+    ("Cls 50%", "phase_classification_svm_50pct", "overall"),
+    ("Cls 100%", "phase_classification_svm_100pct", "overall"),
+    ("LogReg 100%", "phase_classification_logreg_100pct", "overall"),
+    ("Progress", "phase_progression", "overall"),
+    ("Tau", "kendalls_tau", "overall"),
+    ("AP@5", "retrieval_ap_at_5", "overall"),
+    ("AP@10", "retrieval_ap_at_10", "overall"),
+    ("AP@15", "retrieval_ap_at_15", "overall"),
+    ("Act.ret.@10", "activity_retrieval_ap_at_10", "overall"),
+    ("Action", "action_recognition", "overall"),
+    ("Seg. action", "segment_action_recognition", "overall"),
+    ("MoF (k-means)", "segmentation_kmeans", "mof"),
+)
+FEATURES = {"learned": "learned", "raw_keypoints": "raw 2D keypoints", "raw_dino": "raw DINOv2", "time": "t/T"}
+PAPER_NOTES = (
+    "Published rows: LA2DS fits 'an SVM classifier' and MASA 'a linear classifier' (kernel, C and library "
+    "not stated); neither states the Kendall's tau / retrieval stride or a scikit-learn version.",
+    "Published Penn Action numbers use the TCC phase annotations and their train/val split; the public Penn "
+    "Action release has no phase labels, so our Penn Action rows can only be compared on Tau (and Action, "
+    "with a different unit: MASA Tab. 3 classifies phase segments, our 'Action' whole sequences).",
+    "Setting: single-activity = one model per activity (LA2DS, CASA in LA2DS Tab. 5-7, MASA Tab. 1 3D "
+    "skeleton); multi-activity = one model for all activities (MASA Tab. 2-3).",
+)
+
+
+def run(metrics_dir: Path, out: Path | None = None) -> str:
+    reports = _load(Path(metrics_dir))
+    if not reports:
+        raise FileNotFoundError(
+            f"no metrics files under {metrics_dir}/<dataset>/*.json (run `pipeline evaluate` first)"
+        )
+    text = "\n".join([_main_table(reports), "", _robustness_table(reports)]).rstrip() + "\n"
+    print(text)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+    return text
+
+
+def _load(metrics_dir: Path) -> list[dict[str, Any]]:
+    reports = []
+    for path in sorted(metrics_dir.glob("*/*.json")):
+        data = json.loads(path.read_text())
+        if "features" not in data:
+            log.warning("%s is not an evaluate metrics file; left out", path)
+            continue
+        reports.append(data)
+    return reports
+
+
+def _fmt(metric: str, value: float | None, ours: bool) -> str:
+    if value is None:
+        return "-"
+    if is_percent(metric) or metric == "segmentation_kmeans":
+        return f"{value * 100 if ours else value:.2f}"
+    return f"{value:.4f}"
+
+
+def _cell(metrics: dict[str, Any], key: str, field: str) -> float | None:
+    entry = metrics.get(key)
+    return entry.get(field) if isinstance(entry, dict) else None
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _main_table(reports: list[dict[str, Any]]) -> str:
+    head = ["Dataset", "Method", "Input", "Setting", "Source"] + [c[0] for c in COLUMNS]
+    lines = [_row(head), _row(["---"] * len(head))]
+    for dataset in sorted({r["dataset"] for r in reports}):
+        mine = [r for r in reports if r["dataset"] == dataset]
+        for r in mine:
+            method = r["method"] if not r.get("trained_on") else f"{r['method']} (trained on {r['trained_on']})"
+            setting = f"{len(r['activities'])} activities evaluated"
+            for feat, metrics in r["features"].items():
+                name = f"**{method}**" if feat == "learned" else f"baseline ({method} run)"
+                cells = [_fmt(k, _cell(metrics, k, f), True) for _, k, f in COLUMNS]
+                lines.append(_row([dataset, name, FEATURES.get(feat, feat), setting, "ours"] + cells))
+        ran = {METHODS.get(r["method"]) for r in mine}
+        for p in for_dataset(dataset):  # the papers' rows; the method we reimplemented in bold
+            name = f"**{p.method}**" if p.method in ran else p.method
+            cells = [_fmt(k, p.metrics.get(k), False) if f == "overall" else "-" for _, k, f in COLUMNS]
+            lines.append(_row([dataset, name, p.modality, p.setting, p.source] + cells))
+    return "\n".join(lines + [""] + _notes(reports))
+
+
+def _notes(reports: list[dict[str, Any]]) -> list[str]:
+    notes = ["Protocol (ours, per metrics file):", ""]
+    for r in reports:
+        proto = r["params"]["protocol"]
+        name = r["method"] + (f" trained on {r['trained_on']}" if r.get("trained_on") else "")
+        notes.append(
+            f"- {r['dataset']} / {name}: classifiers fitted on split 'train' ({r['n_train_videos']} videos), "
+            f"evaluated on '{r['eval_split']}' ({r['n_eval_videos']} videos, {len(r['activities'])} activities, "
+            f"{'with' if r['frame_labels'] else 'without'} per-frame labels); per activity, then mean over activities; "
+            f"tau stride {proto['tau_stride']}, retrieval stride {proto['retrieval_stride']}; "
+            f"Cls = RBF SVC(C=1, gamma='scale', ovo), LogReg = multinomial logistic regression, "
+            f"fitted on {_train_frames(proto.get('classifier_train_stride', 1))}, "
+            f"{'z-scored' if proto['standardize'] else 'raw'} features; action recognition: {proto['action_frames']} "
+            f"uniform frames, {proto['action_pooling']} pooling, logistic regression; "
+            f"scikit-learn {r['sklearn_version']}."
+        )
+        by_reason: dict[str, list[str]] = {}
+        for metric, reason in sorted(r.get("skipped", {}).items()):
+            by_reason.setdefault(reason, []).append(metric)
+        for reason, metrics in by_reason.items():
+            notes.append(f"  - not computed ({reason}): {', '.join(metrics)}")
+    return notes + [""] + [f"- {n}" for n in PAPER_NOTES]
+
+
+def _train_frames(stride: int) -> str:
+    return "all training frames" if stride == 1 else f"every {stride}-th training frame"
+
+
+def _robust_cell(scores: dict[str, float | None] | None) -> str:
+    if scores is None:
+        return "-"
+    cls = next((v for k, v in scores.items() if k.startswith("phase_classification")), None)
+    tau = scores.get("kendalls_tau")
+    return f"{'-' if cls is None else f'{cls * 100:.2f}'} ({'-' if tau is None else f'{tau:.3f}'})"
+
+
+def _robustness_table(reports: list[dict[str, Any]]) -> str:
+    studied = [r for r in reports if r.get("robustness")]
+    if not studied:
+        return ""
+    lines = ["Robustness (phase classification %, SVM, all labels; Kendall's tau in brackets):", ""]
+    head = ["Dataset", "Method", "Source", "p=0", "p=25%", "p=50%", "p=100%", "noise"]
+    lines += [_row(head), _row(["---"] * len(head))]
+    for r in studied:
+        drops, noise = r["robustness"]["drop_limb"], r["robustness"]["keypoint_noise"]
+        noisy = ", ".join(f"{k}: {_robust_cell(v)}" for k, v in noise.items()) or "-"
+        cells = [_robust_cell(drops.get(k)) for k in ("p0", "p25", "p50", "p100")]
+        lines.append(_row([r["dataset"], r["method"], "ours", *cells, noisy]))
+    for (method, source), values in ROBUSTNESS.items():
+        cells = [f"{values[k]:.2f}" if k in values else "-" for k in ("p0", "p25", "p50", "p100", "noise")]
+        lines.append(_row(["h2o", method, source, *cells]))
+    lines += ["", "Ours: one limb (body) or finger (hands) per frame set to (0, 0, 0) with probability p; noise std "
+              "as a fraction of body size; classifiers fitted on clean training embeddings (LA2DS's C => N). "
+              "LA2DS drops one finger of H2O hands; its noise level is not stated."]
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""End-to-end `evaluate` stage on a tiny synthetic dataset built in tmp (index + keypoints + embeddings)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from model.metrics import kendalls_tau
+from model.raw_features import normalise_keypoints, time_feature
+from pipeline.context import StageContext
+from pipeline.manifest import DatasetSpec
+from pipeline.sequences import make_table, read_index, write_index
+from pipeline.skeletons import PENN13
+from pipeline.store import ArtifactStore
+from stages import evaluate
+from stages import report as report_stage
+
+REPO = Path(__file__).resolve().parents[2]
+ACTIVITIES = ("jump", "squat", "wave")
+METRICS = [
+    "kendalls_tau", "activity_retrieval_ap_at_5", "activity_retrieval_ap_at_10", "action_recognition",
+    "retrieval_ap_at_5", "retrieval_ap_at_10", "retrieval_ap_at_15", "phase_progression", "segmentation_kmeans",
+    "segmental_f1_at_10", "segmental_f1_at_25", "segmental_f1_at_50", "edit", "segment_action_recognition",
+] + [f"phase_classification_{c}_{p}pct" for c in ("svm", "logreg") for p in (10, 50, 100)]
+
+
+def _joints(activity: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 13, 3) a skeleton whose limbs swing with a per-activity rhythm, plus pixel noise."""
+    t = np.linspace(0, 1, n)[:, None]
+    base = rng.normal(0, 20, size=(1, PENN13.n_joints, 2)) + np.array([320, 240])
+    swing = 60 * np.sin((activity + 1) * np.pi * t)[..., None] * np.linspace(0.2, 1, PENN13.n_joints)[None, :, None]
+    xy = base + swing + rng.normal(0, 2, size=(n, PENN13.n_joints, 2))
+    return np.concatenate([xy, np.ones((n, PENN13.n_joints, 1))], -1).astype(np.float32)
+
+
+def _phases(activity: int, n: int) -> np.ndarray:
+    cuts = np.array([0.3, 0.7]) * n
+    return (activity * 3 + np.searchsorted(cuts, np.arange(n), side="right")).astype(np.int64)
+
+
+def build_dataset(root: Path, *, labelled: bool = True, method: str = "fake", plots: bool = True) -> StageContext:
+    """7 sequences per activity (4 train, 3 val), keypoints and embeddings stores, and a params file."""
+    rng = np.random.default_rng(0)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["evaluate"]["plots"].update(enabled=plots, tsne_frames=200)
+    params["evaluate"]["robustness"].update(drop_probabilities=[0.0, 1.0], noise_stds=[0.1])
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    spec = DatasetSpec(name="tiny", kind="videos", root=root / "raw", fps=10.0, layout="penn13")
+    ctx = StageContext(dataset=spec, params_path=root / "params.yaml", store_root=str(root / "data"), workdir=root)
+    rows, kp = [], ArtifactStore(ctx.artifact("keypoints"), mode="a")
+    emb = ArtifactStore(ctx.artifact(f"embeddings_{method}"), mode="a")
+    for a, act in enumerate(ACTIVITIES):
+        for v in range(7):
+            seq, n = f"{act}_{v:02d}", int(rng.integers(24, 36))
+            joints = _joints(a, n, rng)
+            labels = _phases(a, n)
+            rows.append(dict(id=seq, dataset="tiny", split="train" if v < 4 else "val", activity=act, n_frames=n,
+                             fps=10.0, source_fps=10.0, n_source_frames=n, fingerprint=seq,
+                             labels=labels.tolist() if labelled else None))
+            kp.write_sequence(seq, {"joints_2d": (joints, ("time", "joint", "coord"))}, fingerprint=seq)
+            e = np.concatenate([normalise_keypoints(joints, PENN13), time_feature(n), np.eye(3)[[a] * n]], 1)
+            emb.write_sequence(seq, {"embedding": (e, ("time", "feature"))}, fingerprint=seq)
+    names = {a * 3 + p: f"{act}_phase{p}" for a, act in enumerate(ACTIVITIES) for p in range(3)}
+    write_index(make_table(rows), ctx.index_path, names if labelled else {})
+    return ctx
+
+
+class FakeEmbedder:
+    """A test double of the trainer's Embedder: normalised keypoints and time, read from joints_2d."""
+
+    inputs = (("keypoints", "joints_2d"),)
+
+    def embed(self, arrays: dict[str, np.ndarray], activity: str | None = None) -> np.ndarray:
+        joints = arrays["joints_2d"]
+        return np.concatenate([normalise_keypoints(joints, PENN13), time_feature(len(joints))], 1)
+
+
+def _fake_val_embeddings(ctx: StageContext) -> tuple[list[np.ndarray], list[str]]:
+    """What FakeEmbedder makes of the clean validation keypoints, and their activities."""
+    val = read_index(ctx.index_path).split("val").table
+    store = ArtifactStore(ctx.artifact("keypoints"))
+    return [FakeEmbedder().embed({"joints_2d": store.read(s, "joints_2d")}) for s in val["id"]], list(val["activity"])
+
+
+@pytest.fixture
+def fake_trainer(monkeypatch):
+    loaded = []
+    module = types.ModuleType("stages.train")
+    module.load_embedder = lambda models_dir, device: loaded.append((Path(models_dir), device)) or FakeEmbedder()
+    monkeypatch.setitem(sys.modules, "stages.train", module)
+    return loaded
+
+
+def test_end_to_end_writes_every_metric_for_every_feature(tmp_path, fake_trainer):
+    ctx = build_dataset(tmp_path)
+    ctx.models_dir("fake").mkdir(parents=True)
+    lines = [json.dumps({"step": s, "loss": 1.0 / (s + 1), "loss_match": 0.5 / (s + 1)}) for s in range(20)]
+    (ctx.models_dir("fake") / "log.jsonl").write_text("\n".join(lines) + "\n")
+
+    evaluate.run(ctx, method="fake", device="cpu")
+
+    report = json.loads(ctx.metrics_path("fake").read_text())
+    assert report["eval_split"] == "val" and report["n_train_videos"] == 12 and report["n_eval_videos"] == 9
+    assert set(report["features"]) == {"learned", "raw_keypoints", "time"}
+    for feat, metrics in report["features"].items():
+        assert set(metrics) == set(METRICS), feat
+    learned = report["features"]["learned"]
+    assert set(learned["kendalls_tau"]["per_activity"]) == set(ACTIVITIES)
+    assert learned["action_recognition"]["overall"] == 1.0  # the embedding carries a one-hot activity code
+    assert report["features"]["time"]["kendalls_tau"]["overall"] > 0.98  # ties only where lengths differ
+    assert report["skipped"] == {}
+    assert report["sklearn_version"] and report["params"]["protocol"]["tau_stride"] == 2
+    drops = report["robustness"]["drop_limb"]
+    assert set(drops) == {"p0", "p100"} and set(report["robustness"]["keypoint_noise"]) == {"std10pct"}
+    clean, activities = _fake_val_embeddings(ctx)
+    assert drops["p0"]["kendalls_tau"] == pytest.approx(kendalls_tau(clean, 2, activities)[0])
+    assert drops["p100"]["kendalls_tau"] != drops["p0"]["kendalls_tau"]
+    assert fake_trainer == [(ctx.models_dir("fake"), "cpu")]
+    for name in ("tsne.png", "alignment.png", "tau_per_activity.png", "action_confusion.png", "loss.png"):
+        assert (ctx.plots_dir("fake") / name).stat().st_size > 1000, name
+    table = report_stage.run(tmp_path / "metrics")  # the report reads what evaluate wrote
+    assert "| tiny | **fake** | learned |" in table and "| t/T |" in table
+
+
+def test_without_labels_label_metrics_are_null_with_a_reason(tmp_path):
+    ctx = build_dataset(tmp_path, labelled=False, plots=False)
+    evaluate.run(ctx, method="raw")
+    report = json.loads(ctx.metrics_path("raw").read_text())
+    assert set(report["features"]) == {"raw_keypoints", "time"}
+    feats = report["features"]["raw_keypoints"]
+    assert feats["phase_progression"] is None and feats["retrieval_ap_at_5"] is None
+    assert "no per-frame labels" in report["skipped"]["phase_progression"]
+    assert feats["kendalls_tau"]["overall"] is not None and feats["action_recognition"]["overall"] is not None
+    assert report["robustness"] is None and "raw" in report["skipped"]["robustness"]
+
+
+def test_generalisation_embeds_with_the_other_datasets_model(tmp_path, fake_trainer):
+    ctx = build_dataset(tmp_path, plots=False)
+    other = tmp_path / "models" / "bigger" / "fake"
+    other.mkdir(parents=True)
+    evaluate.run(ctx, method="fake", trained_on="bigger", device="cpu")
+    report = json.loads(ctx.metrics_path("fake_from_bigger").read_text())
+    assert report["trained_on"] == "bigger" and fake_trainer == [(other, "cpu")]
+    clean, activities = _fake_val_embeddings(ctx)  # the learned features are the other model's embeddings
+    expected = kendalls_tau(clean, 2, activities)[0]
+    assert report["features"]["learned"]["kendalls_tau"]["overall"] == pytest.approx(expected)
+    assert report["robustness"] is None
+
+
+def test_missing_model_for_generalisation_is_a_clear_error(tmp_path):
+    ctx = build_dataset(tmp_path, plots=False)
+    with pytest.raises(evaluate.EvaluateError, match="no trained model"):
+        evaluate.run(ctx, method="fake", trained_on="nowhere")
+
+
+def test_missing_embeddings_name_the_store(tmp_path):
+    ctx = build_dataset(tmp_path, plots=False)
+    with pytest.raises(evaluate.EvaluateError, match="embeddings_other"):
+        evaluate.run(ctx, method="other")
+
+
+def test_loss_curve_plots_per_activity_logs(tmp_path):
+    from pipeline.plots import loss_curve
+
+    logs = []
+    for act in ("jump", "squat"):
+        (tmp_path / act).mkdir()
+        logs.append(tmp_path / act / "log.jsonl")
+        logs[-1].write_text("".join(json.dumps({"step": s, "epoch": 0, "loss": 1 / (s + 1)}) + "\n" for s in range(5)))
+    assert loss_curve(tmp_path / "loss.png", logs).stat().st_size > 1000
+    logs[0].write_text('{"step": 1, "loss": 0.5}\nnot json\n')
+    with pytest.raises(ValueError, match=r"jump/log.jsonl:2"):
+        loss_curve(tmp_path / "loss.png", logs)

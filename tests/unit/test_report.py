@@ -1,0 +1,92 @@
+"""The report table: our rows beside the papers' numbers, and the protocol notes under it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.published import PUBLISHED, for_dataset
+from stages import report
+
+
+def _metrics(tau: float, cls: float | None) -> dict:
+    entry = lambda v: None if v is None else {"overall": v, "per_activity": {"pour_milk": v}}  # noqa: E731
+    return {
+        "kendalls_tau": {**entry(tau), "pairs": 12, "dropped_pairs": 1},
+        "phase_classification_svm_100pct": entry(cls),
+        "activity_retrieval_ap_at_10": entry(0.5),
+        "segmentation_kmeans": {"mof": 0.61, "f1": 0.5, "miou": 0.4},
+    }
+
+
+def _write(root: Path, dataset: str, name: str, **extra) -> None:
+    data = {
+        "dataset": dataset, "method": "la2ds", "trained_on": None, "eval_split": "test", "n_train_videos": 27,
+        "n_eval_videos": 11, "activities": ["pour_milk"], "multi_activity": False, "frame_labels": True,
+        "sklearn_version": "1.9.1",
+        "params": {"protocol": {"tau_stride": 2, "retrieval_stride": 2, "standardize": True, "action_frames": 16,
+                                "action_pooling": "concat"}},
+        "features": {"learned": _metrics(0.9512, 0.7012), "time": _metrics(0.99, 0.5)},
+        "skipped": {"action_recognition": "needs two or more activities"},
+        "robustness": {"drop_limb": {"p0": {"phase_classification_svm_100pct": 0.70, "kendalls_tau": 0.95},
+                                     "p100": {"phase_classification_svm_100pct": 0.65, "kendalls_tau": 0.9}},
+                       "keypoint_noise": {"std5pct": {"phase_classification_svm_100pct": 0.68, "kendalls_tau": 0.93}}},
+        **extra,
+    }
+    (root / dataset).mkdir(parents=True, exist_ok=True)
+    (root / dataset / f"{name}.json").write_text(json.dumps(data))
+
+
+def test_table_puts_our_rows_beside_the_papers_rows(tmp_path, capsys):
+    _write(tmp_path, "h2o", "la2ds")
+    out = tmp_path / "report.md"
+    text = report.run(tmp_path, out=out)
+    assert out.read_text() == text and text in capsys.readouterr().out
+    main_table = text.split("Protocol (ours")[0]
+    rows = [line for line in main_table.splitlines() if line.startswith("| h2o")]
+    ours = next(r for r in rows if "**la2ds**" in r)
+    assert "70.12" in ours and "0.9512" in ours and "61.00" in ours  # percent, fraction, MoF
+    baseline = next(r for r in rows if "| t/T |" in r)
+    assert "0.9900" in baseline
+    paper = next(r for r in rows if "**LA2DS** | 2D heatmap" in r)  # the reimplemented method in bold
+    assert "52.86 | 64.58 | 70.12" in paper and "LA2DS Tab. 5-7" in paper
+    assert len(rows) == 2 + len(for_dataset("h2o"))
+
+
+def test_notes_state_split_stride_classifier_version_and_skips(tmp_path):
+    _write(tmp_path, "h2o", "la2ds")
+    text = report.run(tmp_path)
+    assert "evaluated on 'test' (11 videos" in text and "tau stride 2" in text and "scikit-learn 1.9.1" in text
+    assert "RBF SVC(C=1, gamma='scale', ovo)" in text
+    assert "not computed (needs two or more activities): action_recognition" in text
+    assert "TCC phase annotations" in text
+
+
+def test_robustness_table_compares_with_la2ds_tables_3_and_4(tmp_path):
+    _write(tmp_path, "h2o", "la2ds")
+    text = report.run(tmp_path)
+    ours = next(line for line in text.splitlines() if line.startswith("| h2o | la2ds | ours"))
+    assert "70.00 (0.950)" in ours and "65.00 (0.900)" in ours and "std5pct: 68.00 (0.930)" in ours
+    assert "| h2o | LA2DS | LA2DS Tab. 3-4 | 70.12 | 69.54 | 69.02 | 68.94 | 68.59 |" in text
+
+
+def test_generalisation_files_are_labelled_with_their_training_dataset(tmp_path):
+    _write(tmp_path, "h2o", "la2ds_from_pennaction", trained_on="pennaction", robustness=None)
+    text = report.run(tmp_path)
+    assert "**la2ds (trained on pennaction)**" in text
+
+
+def test_no_metrics_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pipeline evaluate"):
+        report.run(tmp_path)
+
+
+def test_published_values_are_in_the_papers_units():
+    for p in PUBLISHED:
+        for key, value in p.metrics.items():
+            if key in ("kendalls_tau", "phase_progression"):
+                assert 0 < value <= 1, (p, key)
+            else:
+                assert 1 < value <= 100, (p, key)
