@@ -24,6 +24,7 @@ USER_ERRORS = (
     "pipeline.store.StoreError",
     "pipeline.runner.StageError",
     "pipeline.datasets.DatasetError",
+    "pipeline.dino.ModelUnavailableError",
     "stages.evaluate.EvaluateError",
 )
 

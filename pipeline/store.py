@@ -162,6 +162,8 @@ class ArtifactStore:
                 compressors=compressors,
                 dimension_names=tuple(dims),
                 fill_value=0,
+                # a sequence's chunks are never worth skipping as "empty", and checking costs ~4x the write
+                config={"write_empty_chunks": True},
             )
             if data.size:
                 arr[...] = data
@@ -182,6 +184,13 @@ class ArtifactStore:
         if gone:
             log.info("%s: removed %d sequence(s) no longer in the index", self.url, len(gone))
         return gone
+
+
+def absolute_url(url: str | Path) -> str:
+    """`url` with a local path made absolute (fsspec URLs unchanged), so that workers started in another
+    directory (dask.distributed) find the same store."""
+    url = str(url)
+    return url if "://" in url else str(Path(url).resolve())
 
 
 def _chunks(data: np.ndarray) -> tuple[int, ...]:
