@@ -99,7 +99,8 @@ def make_tasks(rows, params: DecodeParams) -> list[Task]:
             "source_fps": float(row["source_fps"]),
             "params": to_dict(params),
         }
-        fp = fingerprint(row["fingerprint"], source, payload["fps"], payload["n_frames"], payload["params"])
+        # content, not location: a clone that keeps its raw data elsewhere reuses the same frames
+        fp = fingerprint(row["video_fingerprint"] or row["fingerprint"], payload["fps"], payload["n_frames"], payload["params"])
         tasks.append(Task(row["id"], fp, payload["n_frames"], payload))
     return tasks
 
