@@ -100,7 +100,7 @@ def make_tasks(rows, params: DecodeParams) -> list[Task]:
             "params": to_dict(params),
         }
         # content, not location: a clone that keeps its raw data elsewhere reuses the same frames
-        fp = fingerprint(row["video_fingerprint"] or row["fingerprint"], payload["fps"], payload["n_frames"], payload["params"])
+        fp = fingerprint(row.get("video_fingerprint") or row["fingerprint"], payload["fps"], payload["n_frames"], payload["params"])
         tasks.append(Task(row["id"], fp, payload["n_frames"], payload))
     return tasks
 
