@@ -126,7 +126,9 @@ def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": "20", "preset": "veryfast", "threads": "1"}
+            # x264's macroblock-tree rate control made the bitstream depend on the process's memory layout
+            # (the environment's size changed it); without it the same frames always give the same bytes
+            stream.options = {"crf": "20", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
             for frame in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())

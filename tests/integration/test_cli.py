@@ -58,3 +58,23 @@ def test_failed_index_keeps_the_previous_index(project):
     result = CliRunner().invoke(main, ["index", "--dataset", "sample"])
     assert result.exit_code == 1 and "labels.csv lacks column(s) ['label']" in result.output
     assert index.read_bytes() == before
+
+
+def test_make_sample_writes_identical_bytes_in_any_environment(tmp_path):
+    """Deterministic from the seed down to the video bytes, whatever the process environment."""
+    import hashlib
+    import os
+
+    from tests.conftest import make_project
+
+    digests = []
+    for name, extra in (("a", {}), ("b", {"SOME_UNRELATED_VARIABLE": "x" * 300, "LANG": "C.UTF-8"})):
+        project = make_project(tmp_path / name, sample={"train_per_activity": 1, "val_per_activity": 1,
+                                                        "dino_hidden": 32, "dino_layers": 1})
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **extra}
+        subprocess.run([sys.executable, "-m", "pipeline.cli", "-q", "make-sample"], cwd=project, env=env, check=True,
+                       capture_output=True)
+        files = sorted((project / "data" / "sample" / "raw").rglob("*.*"))
+        digests.append({f.relative_to(project).as_posix(): hashlib.md5(f.read_bytes()).hexdigest() for f in files
+                        if f.suffix in (".mp4", ".npz", ".csv")})
+    assert digests[0] == digests[1]
