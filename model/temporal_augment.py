@@ -1,0 +1,73 @@
+"""Temporal augmentations as index maps into the original frames (pure, seeded by a torch.Generator).
+
+An augmented sequence is described by its map g: g[k] = the original frame shown at augmented frame k, so
+frames are gathered with `model.batch.gather_frames` and correspondence labels are the maps themselves.
+
+- `dual_maps` (MASA Sec. 3.1): trim one random window, then resample it twice independently. Each
+  resampling draws N sorted frame indices *with replacement* from the window, N = rate * window length with
+  a random rate on both sides of 1, so one view can be faster (drops), slower (repeats) or both at once.
+- `subset_map` (CASA / LA2DS temporal augmentation): N sorted frames drawn *without replacement*: a faster
+  sequence only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _uniform(gen: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * torch.rand((), generator=gen).item()
+
+
+def trim_window(length: int, gen: torch.Generator, min_fraction: float) -> tuple[int, int]:
+    """A random window [start, stop) covering at least `min_fraction` of `length` frames (1.0: no trim)."""
+    if not 0.0 < min_fraction <= 1.0:
+        raise ValueError(f"trim min_fraction must be in (0, 1], got {min_fraction}")
+    shortest = min(length, max(1, math.ceil(min_fraction * length)))
+    size = int(torch.randint(shortest, length + 1, (), generator=gen))
+    start = int(torch.randint(0, length - size + 1, (), generator=gen))
+    return start, start + size
+
+
+def resample_map(
+    start: int, stop: int, gen: torch.Generator, *, rate: tuple[float, float], max_frames: int
+) -> torch.Tensor:
+    """(N,) sorted indices drawn with replacement from [start, stop), N = rate * (stop - start), 2 <= N <= max_frames."""
+    low, high = rate
+    if not 0.0 < low <= high:
+        raise ValueError(f"resampling rate range must satisfy 0 < low <= high, got {rate}")
+    n = round(_uniform(gen, low, high) * (stop - start))
+    n = max(2, min(max_frames, n))
+    return torch.randint(start, stop, (n,), generator=gen).sort().values
+
+
+def dual_maps(
+    length: int,
+    gen: torch.Generator,
+    *,
+    trim_min_fraction: float,
+    rate: tuple[float, float],
+    max_frames: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MASA's dual augmentation of a `length`-frame sequence: (g1 (M,), g2 (N,)) maps into 0..length-1."""
+    start, stop = trim_window(length, gen, trim_min_fraction)
+    g1 = resample_map(start, stop, gen, rate=rate, max_frames=max_frames)
+    g2 = resample_map(start, stop, gen, rate=rate, max_frames=max_frames)
+    return g1, g2
+
+
+def subset_map(
+    length: int, gen: torch.Generator, *, probability: float, min_fraction: float, max_frames: int
+) -> torch.Tensor:
+    """(N,) sorted distinct frames of 0..length-1: with `probability` a random subset of at least
+    `min_fraction` of the frames, else all of them; at most `max_frames` either way."""
+    keep = length
+    if length > 2 and torch.rand((), generator=gen).item() < probability:
+        shortest = min(length, max(2, math.ceil(min_fraction * length)))
+        keep = int(torch.randint(shortest, length + 1, (), generator=gen))
+    keep = min(keep, max_frames)
+    if keep == length:
+        return torch.arange(length)
+    return torch.randperm(length, generator=gen)[:keep].sort().values
