@@ -100,6 +100,46 @@ def clustering_loss(
     )
 
 
+def masked_mean_pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T) -> (B, D): mean over each row's real frames."""
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+
+
+def clip_clustering_loss(
+    z1: torch.Tensor, h1: torch.Tensor, mask1: torch.Tensor,
+    z2: torch.Tensor, h2: torch.Tensor, mask2: torch.Tensor,
+) -> torch.Tensor:
+    """Clip-level variant of eq. 7: the same stop-gradient negative cosine on the views' time-averaged
+    projections and predictions, 0.5 * (-cos(sg(mean Z'), mean H(Z'')) - cos(sg(mean Z''), mean H(Z')))."""
+    p1, p2 = masked_mean_pool(h1, mask1), masked_mean_pool(h2, mask2)
+    t1, t2 = masked_mean_pool(z1, mask1).detach(), masked_mean_pool(z2, mask2).detach()
+    return -0.5 * (F.cosine_similarity(t1, p2, dim=-1).mean() + F.cosine_similarity(t2, p1, dim=-1).mean())
+
+
+def clip_contrastive_loss(
+    c1: torch.Tensor, mask1: torch.Tensor, c2: torch.Tensor, mask2: torch.Tensor, temperature: float,
+    *, per_frame: bool,
+) -> torch.Tensor:
+    """InfoNCE between two views of each sequence of the batch, the other sequences as negatives.
+
+    c: (B, T, D) per-frame vectors. per_frame False: one time-averaged vector per view and sequence (SimCLR on
+    clips). per_frame True: every real frame of view 1 is a query whose positive is the other view's clip
+    vector, so that each frame on its own carries what identifies its sequence. Symmetrised."""
+    v1 = F.normalize(masked_mean_pool(c1, mask1), dim=-1)  # (B, D)
+    v2 = F.normalize(masked_mean_pool(c2, mask2), dim=-1)
+    target = torch.arange(v1.shape[0], device=v1.device)
+    if not per_frame:
+        logits = v1 @ v2.T / temperature
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    losses = []
+    for frames, mask, clips in ((c1, mask1, v2), (c2, mask2, v1)):
+        logits = F.normalize(frames, dim=-1) @ clips.T / temperature  # (B, T, B)
+        nll = F.cross_entropy(logits.flatten(0, 1), target.repeat_interleave(frames.shape[1]), reduction="none")
+        losses.append(_masked_mean(nll.view(frames.shape[:2]), mask))
+    return 0.5 * (losses[0] + losses[1])
+
+
 def combine_losses(
     matching: torch.Tensor,
     clustering: torch.Tensor,

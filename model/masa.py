@@ -26,7 +26,13 @@ from model.attention import AlternatingEncoder, SelfAttentionStack
 from model.batch import Batch, gather_frames, pad_indices
 from model.coordinates import KEYPOINT_ARRAYS, CoordinateInput, SkeletonAugmentParams
 from model.heads import ProjectionHead, mlp
-from model.losses import bidirectional_matching_loss, clustering_loss, combine_losses
+from model.losses import (
+    bidirectional_matching_loss,
+    clip_clustering_loss,
+    clip_contrastive_loss,
+    clustering_loss,
+    combine_losses,
+)
 from model.method import AlignmentMethod, InputSpec, Progress
 from model.positional import SinusoidalPE, frame_positions
 from model.temporal_augment import dual_maps
@@ -59,6 +65,10 @@ class MasaParams:
     temperature: float = 0.1
     loss_combination: Literal["printed", "sum"] = "sum"
     cluster_weight: float = 1.0
+    cluster_level: Literal["frame", "clip"] = "frame"
+    contrast_weight: float = 0.0
+    contrast_temperature: float = 0.1
+    contrast_per_frame: bool = False
     trim_min_fraction: float = 0.5
     rate_min: float = 0.5
     rate_max: float = 1.5
@@ -104,6 +114,7 @@ class Masa(AlignmentMethod):
         self.projection = ProjectionHead(p.d_model, p.proj_hidden, p.proj_dim, depth=p.proj_layers, batch_norm=True)
         self.predictor = SelfAttentionStack(p.proj_dim, p.heads, p.predictor_layers, ff_mult=p.ff_mult)
         self.predictor_out = nn.Linear(p.proj_dim, p.proj_dim)
+        self.contrast_head = mlp([p.d_model, p.proj_hidden, p.proj_dim]) if p.contrast_weight > 0 else None
 
     # ------------------------------------------------------------------ inputs
     def _streams(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -163,12 +174,21 @@ class Masa(AlignmentMethod):
         p = self.params
         view1, m1, g1, view2, m2, g2 = self.views(batch, gen)
         x1, x2 = self._frame_features(view1, gen), self._frame_features(view2, gen)
-        _, (z1, z2), (h1, h2) = self.forward_pair(x1, m1, x2, m2)
+        (u1, u2), (z1, z2), (h1, h2) = self.forward_pair(x1, m1, x2, m2)
         scale = (batch.lengths.to(z1.device) - 1).clamp(min=1).float()[:, None]
         matching = bidirectional_matching_loss(z1, m1, g1 / scale, z2, m2, g2 / scale, p.temperature)
-        clustering = clustering_loss(z1, h1, m1, g1, z2, h2, m2, g2)
+        if p.cluster_level == "frame":
+            clustering = clustering_loss(z1, h1, m1, g1, z2, h2, m2, g2)
+        else:
+            clustering = clip_clustering_loss(z1, h1, m1, z2, h2, m2)
         total = combine_losses(matching, clustering, p.loss_combination, weight=p.cluster_weight)
-        return total, {"matching": float(matching.detach()), "clustering": float(clustering.detach())}
+        scalars = {"matching": float(matching.detach()), "clustering": float(clustering.detach())}
+        if self.contrast_head is not None:
+            c1, c2 = self.contrast_head(u1), self.contrast_head(u2)
+            contrast = clip_contrastive_loss(c1, m1, c2, m2, p.contrast_temperature, per_frame=p.contrast_per_frame)
+            total = total + p.contrast_weight * contrast
+            scalars["contrast"] = float(contrast.detach())
+        return total, scalars
 
     # ------------------------------------------------------------------ inference
     def embed(self, batch: Batch) -> torch.Tensor:

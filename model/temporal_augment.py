@@ -7,7 +7,7 @@ frames are gathered with `model.batch.gather_frames` and correspondence labels a
   resampling draws N sorted frame indices *with replacement* from the window, N = rate * window length with
   a random rate on both sides of 1, so one view can be faster (drops), slower (repeats) or both at once.
 - `subset_map` (CASA / LA2DS temporal augmentation): N sorted frames drawn *without replacement*: a faster
-  sequence only.
+  sequence only. `window_and_subset` first cuts sequences longer than `max_frames` to a random window.
 """
 
 from __future__ import annotations
@@ -71,3 +71,33 @@ def subset_map(
     if keep == length:
         return torch.arange(length)
     return torch.randperm(length, generator=gen)[:keep].sort().values
+
+
+def window_and_subset(
+    length: int, gen: torch.Generator, *, probability: float, min_fraction: float, max_frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The original view and the augmented view of a one-way method (LA2DS, CASA).
+
+    Returns g0 (M,): a random contiguous window of at most `max_frames` original frames, and pos (N,): the
+    augmented frames as positions inside that window (a `subset_map` of it), so the augmented view's frames are
+    g0[pos] and its correspondence labels are pos.
+    """
+    size = min(length, max_frames)
+    start = int(torch.randint(0, length - size + 1, (), generator=gen))
+    g0 = torch.arange(start, start + size)
+    pos = subset_map(size, gen, probability=probability, min_fraction=min_fraction, max_frames=max_frames)
+    return g0, pos
+
+
+def one_way_maps(
+    lengths: list[int], gen: torch.Generator, *, probability: float, min_fraction: float, max_frames: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`window_and_subset` for every sequence of a batch, padded: g0 (B, M) original frames of the original
+    view and its mask (B, M); pos (B, N) positions of the augmented frames inside the window, and its mask."""
+    from model.batch import pad_indices
+
+    pairs = [window_and_subset(n, gen, probability=probability, min_fraction=min_fraction, max_frames=max_frames)
+             for n in lengths]
+    g0, m0 = pad_indices([g for g, _ in pairs])
+    pos, m1 = pad_indices([p for _, p in pairs])
+    return g0, m0, pos, m1

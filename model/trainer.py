@@ -106,13 +106,14 @@ class Trainer:
         desc: str = "train",
     ) -> None:
         """Train from the current step to `total_steps`, calling `on_log` every `log_every` steps and
-        `on_checkpoint` every `checkpoint_every` epochs and at the end."""
+        `on_checkpoint` every `checkpoint_every` epochs and at the end. Records carry `elapsed_s`, the
+        seconds since this call started training."""
         from tqdm.auto import tqdm
 
         p = self.params
         bar = tqdm(total=self.total_steps, initial=self.step, desc=desc, unit="step", dynamic_ncols=True)
         window: list[tuple[float, dict[str, float], int]] = []
-        tick = time.perf_counter()
+        tick = started = time.perf_counter()
         start_epoch = self.step // self.n_batches
         for epoch in range(start_epoch, p.epochs):
             batches = epoch_batches(self.lengths, p.bucket_edges, p.batch_size, seed=p.seed, epoch=epoch)
@@ -126,6 +127,7 @@ class Trainer:
                 bar.update(1)
                 if self.step % p.log_every == 0 or self.done:
                     record = self._record(window, epoch, time.perf_counter() - tick)
+                    record["elapsed_s"] = time.perf_counter() - started
                     bar.set_postfix(loss=f"{record['loss']:.4f}", seq_s=f"{record['seq_per_s']:.1f}")
                     on_log(record)
                     window, tick = [], time.perf_counter()
@@ -142,8 +144,9 @@ class Trainer:
             "epoch": epoch,
             "loss": float(np.mean([loss for loss, _, _ in window])),
         }
-        for key in window[0][1]:
-            record[key] = float(np.mean([scalars[key] for _, scalars, _ in window]))
+        keys = dict.fromkeys(k for _, scalars, _ in window for k in scalars)  # a staged method may change keys
+        for key in keys:
+            record[key] = float(np.mean([scalars[key] for _, scalars, _ in window if key in scalars]))
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         record["seq_per_s"] = n_seq / max(seconds, 1e-9)
         return record
