@@ -16,7 +16,9 @@ One row per sequence:
 | frames_dir | str | folder of frame images, or "" |
 | pose | str | pose source (file or folder), or "" |
 | pose_format | str | how to read `pose`: `penn_mat`, `openpose_json`, `h2o_hand_pose`, `npz`, or "" |
-| fingerprint | str | digest of the source files; changes when they change |
+| fingerprint | str | digest of all source files; changes when any of them changes |
+| video_fingerprint | str | digest of the visual source (video / frame folder) only, or "" |
+| pose_fingerprint | str | digest of the pose source only, or "" |
 | labels | list[int] or null | per-frame phase/step labels on the dataset timeline (-1 = unlabelled) |
 
 Label names live in the file's metadata (`label_names`, index -> name). Frames are mapped from source to
@@ -49,6 +51,8 @@ COLUMNS = {
     "pose": "string",
     "pose_format": "string",
     "fingerprint": "string",
+    "video_fingerprint": "string",
+    "pose_fingerprint": "string",
 }
 SPLITS = ("train", "val", "test")
 POSE_FORMATS = ("", "penn_mat", "openpose_json", "h2o_hand_pose", "npz")
@@ -103,12 +107,14 @@ def make_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     if not rows:
         raise IndexTableError("no sequences found")
     df = pd.DataFrame(rows)
-    for col in ("video", "frames_dir", "pose", "pose_format"):
+    for col in ("video", "frames_dir", "pose", "pose_format", "video_fingerprint", "pose_fingerprint"):
         if col not in df:
             df[col] = ""
         df[col] = df[col].fillna("")
     if "labels" not in df:
         df["labels"] = None
+    if "fingerprint" not in df:
+        df["fingerprint"] = [combine(v, p) for v, p in zip(df["video_fingerprint"], df["pose_fingerprint"])]
     missing = [c for c in COLUMNS if c not in df]
     if missing:
         raise IndexTableError(f"index rows lack column(s) {missing}")

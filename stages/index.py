@@ -8,6 +8,7 @@ atomically, so a failed run leaves the previous index untouched.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,16 @@ class IndexParams:
     min_frames: int = 2
 
 
+def _relative_paths(row: dict) -> dict:
+    """Source paths relative to the working directory (the repository root, where DVC runs stages), so an
+    index pulled into another clone still points at the data when the layout beside the clone matches."""
+    out = dict(row)
+    for key in ("video", "frames_dir", "pose"):
+        if out.get(key):
+            out[key] = os.path.relpath(out[key])
+    return out
+
+
 def run(ctx: StageContext) -> None:
     params = ctx.params("index", IndexParams)
     start = time.perf_counter()
@@ -35,7 +46,7 @@ def run(ctx: StageContext) -> None:
         raise DatasetError(
             f"{ctx.name}: {len(short)} sequence(s) shorter than index.min_frames={params.min_frames}: {listed}"
         )
-    table = make_table(rows)
+    table = make_table([_relative_paths(r) for r in rows])
     write_index(table, ctx.index_path, label_names)
     seconds = time.perf_counter() - start
     splits = table.groupby("split").size().to_dict()

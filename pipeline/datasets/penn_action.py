@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.datasets import DatasetError
 from pipeline.manifest import DatasetSpec
-from pipeline.sequences import combine, file_fingerprint, folder_fingerprint
+from pipeline.sequences import file_fingerprint, folder_fingerprint
 from pipeline.timeline import resample_indices, uniform_times
 
 SOURCE_FPS = 30.0
@@ -98,14 +98,14 @@ def index_rows(spec: DatasetSpec) -> tuple[list[dict[str, Any]], dict[int, str]]
 def _row(spec: DatasetSpec, lab: PennLabels, path: Path) -> dict[str, Any]:
     frames_dir = spec.root / "frames" / lab.seq_id
     n_source = lab.n_frames
-    parts = [file_fingerprint(path)]
+    video_fp = ""
     if frames_dir.is_dir():
         n_images = sum(1 for p in frames_dir.iterdir() if p.suffix.lower() in FRAME_EXTS)
         if n_images != n_source:
             raise DatasetError(
                 f"{spec.name}: sequence {lab.seq_id}: {frames_dir} holds {n_images} frames but {path} labels {n_source}"
             )
-        parts.append(folder_fingerprint(frames_dir))
+        video_fp = folder_fingerprint(frames_dir)
     n_frames = len(resample_indices(uniform_times(n_source, SOURCE_FPS), spec.fps))
     return {
         "id": lab.seq_id,
@@ -119,6 +119,7 @@ def _row(spec: DatasetSpec, lab: PennLabels, path: Path) -> dict[str, Any]:
         "frames_dir": str(frames_dir) if frames_dir.is_dir() else "",
         "pose": str(path),
         "pose_format": "penn_mat",
-        "fingerprint": combine(*parts),
+        "video_fingerprint": video_fp,
+        "pose_fingerprint": file_fingerprint(path),
         "labels": None,
     }

@@ -1,0 +1,163 @@
+"""`make-sample`: write the generated sample dataset the way a user's own data would look (kind `videos`).
+
+    <root>/videos/<seq>.mp4         H.264 (libx264 through PyAV); MPEG-4 Part 2 through OpenCV if no H.264 encoder
+    <root>/poses/<seq>.npz          joints_2d (T, 13, 3) [x, y, conf] pixels, joints_3d (T, 13, 3) metres, layout
+    <root>/sequences.csv            sequence, activity, split
+    <root>/labels.csv               sequence, frame, label (per video frame)
+    <root>/label_names.csv          label, name ("<activity>/<phase>")
+    <root>/dinov2-random/           a small DINOv2 checkpoint with RANDOM weights (real ones cannot be
+                                    downloaded offline); the sample's extract_dino params point at it
+
+Deterministic from `make_sample.seed`: each sequence draws from its own seeded generator.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.context import StageContext
+from pipeline.skeletons import PENN13
+from pipeline.synthetic import ACTIVITIES, label_offset, phase_names, sample_sequence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MakeSampleParams:
+    """Sizes and difficulty of the generated dataset; video_fps differs from the manifest fps on purpose,
+    so the pipeline's timestamp resampling is exercised."""
+
+    seed: int = 0
+    train_per_activity: int = 12
+    val_per_activity: int = 6
+    video_fps: int = 24
+    image_size: int = 160
+    min_seconds: float = 3.0
+    max_seconds: float = 6.0
+    noise_std: float = 6.0
+    missing_joint_prob: float = 0.02
+    dino_hidden: int = 96
+    dino_layers: int = 4
+
+
+def run(ctx: StageContext) -> None:
+    params = ctx.params("make_sample", MakeSampleParams)
+    root = ctx.dataset.root
+    start = time.perf_counter()
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for sub in ("videos", "poses"):
+        (tmp / sub).mkdir(parents=True)
+    plan = _plan(params)
+    from pipeline.runner import progress
+
+    label_rows, n_frames = [], 0
+    for seq_id, activity, split, seed in progress(iterable=plan, desc="make-sample", unit="seq"):
+        rng = np.random.default_rng(seed)
+        seconds = rng.uniform(params.min_seconds, params.max_seconds)
+        seq = sample_sequence(activity, rng, fps=params.video_fps, seconds=seconds, image_size=params.image_size,
+                              missing_joint_prob=params.missing_joint_prob)
+        frames = render_sequence(seq.joints_2d, rng, size=params.image_size, noise_std=params.noise_std)
+        write_video(tmp / "videos" / f"{seq_id}.mp4", frames, params.video_fps)
+        labelled = np.where(seq.joints_2d[..., 2:] > 0, seq.joints_2d, 0.0).astype(np.float32)  # OpenPose-style 0, 0, 0
+        np.savez_compressed(tmp / "poses" / f"{seq_id}.npz", joints_2d=labelled, joints_3d=seq.joints_3d,
+                            layout=np.array(PENN13.name))
+        offset = label_offset(activity)
+        label_rows += [(seq_id, t, offset + int(p)) for t, p in enumerate(seq.phase)]
+        n_frames += len(frames)
+    _write_csv(tmp / "sequences.csv", ("sequence", "activity", "split"), [(s, a, sp) for s, a, sp, _ in plan])
+    _write_csv(tmp / "labels.csv", ("sequence", "frame", "label"), label_rows)
+    _write_csv(tmp / "label_names.csv", ("label", "name"), [(i, f"{a}/{p}") for i, (a, p) in enumerate(phase_names())])
+    write_random_dinov2(tmp / "dinov2-random", hidden=params.dino_hidden, layers=params.dino_layers, seed=params.seed)
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    log.info("sample: %d sequences, %d video frames in %.1f s -> %s", len(plan), n_frames,
+             time.perf_counter() - start, root)
+
+
+def _plan(params: MakeSampleParams) -> list[tuple[str, str, str, list[int]]]:
+    plan = []
+    for a, activity in enumerate(ACTIVITIES):
+        for split, count in (("train", params.train_per_activity), ("val", params.val_per_activity)):
+            for i in range(count):
+                seed = [params.seed, a, 0 if split == "train" else 1, i]
+                plan.append((f"{activity}_{split}_{i:03d}", activity, split, seed))
+    return plan
+
+
+def render_sequence(joints_2d: np.ndarray, rng: np.random.Generator, *, size: int, noise_std: float) -> np.ndarray:
+    """(T, size, size, 3) uint8 RGB frames of a stick figure: left limbs warm, right limbs cool, on a
+    random smooth background with Gaussian pixel noise."""
+    import cv2
+
+    t = len(joints_2d)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    c0, c1 = rng.uniform(40, 200, 3), rng.uniform(40, 200, 3)
+    mix = (np.cos(rng.uniform(0, np.pi)) * xx + np.sin(rng.uniform(0, np.pi)) * yy)[..., None]
+    background = np.clip(c0 + (c1 - c0) * mix, 0, 255).astype(np.uint8)
+    noise_bank = rng.normal(0, noise_std, size=(8, size, size, 3)).astype(np.int16)
+    frames = np.empty((t, size, size, 3), np.uint8)
+    pts = np.round(joints_2d[..., :2] * 16).astype(np.int32)  # 4 fractional bits for anti-aliased lines
+    width = max(2, size // 40)
+    for i in range(t):
+        img = background.copy()
+        for a, b in PENN13.limbs:
+            name = PENN13.joints[a] + PENN13.joints[b]
+            color = (230, 120, 40) if "l_" in name and "r_" not in name else (40, 140, 230) if "r_" in name and "l_" not in name else (240, 240, 240)
+            cv2.line(img, tuple(pts[i, a]), tuple(pts[i, b]), color, width, cv2.LINE_AA, shift=4)
+        cv2.circle(img, tuple(pts[i, PENN13.index("head")]), int(size / 18 * 16), (250, 220, 180), -1, cv2.LINE_AA, shift=4)
+        frames[i] = np.clip(img.astype(np.int16) + noise_bank[rng.integers(len(noise_bank))], 0, 255)
+    return frames
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
+    """H.264 mp4 through PyAV (libx264); MPEG-4 Part 2 through OpenCV where no H.264 encoder exists."""
+    import av
+
+    if "libx264" in av.codecs_available:
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "20", "preset": "veryfast", "threads": "1"}
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+        return
+    import cv2
+
+    log.warning("no H.264 encoder in PyAV: writing %s as MPEG-4 Part 2 (mp4v) through OpenCV", path)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames.shape[2], frames.shape[1]))
+    for frame in frames:
+        writer.write(frame[..., ::-1])
+    writer.release()
+
+
+def write_random_dinov2(path: Path, *, hidden: int, layers: int, seed: int) -> None:
+    """A DINOv2-architecture checkpoint with random weights, loadable offline like any local checkpoint."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(seed)
+    config = Dinov2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=max(1, hidden // 32),
+                          intermediate_size=hidden * 4, patch_size=14, image_size=224)
+    Dinov2Model(config).eval().save_pretrained(path)
+    (path / "README.md").write_text(
+        "DINOv2 architecture with RANDOM weights, written by `pipeline make-sample` so the sample pipeline runs\n"
+        "offline. Features from it carry no pretrained knowledge. For real features set extract_dino.model to\n"
+        "facebook/dinov2-base (or a local copy of it).\n"
+    )
+
+
+def _write_csv(path: Path, header: tuple[str, ...], rows) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)

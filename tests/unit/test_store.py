@@ -1,0 +1,111 @@
+import multiprocessing
+
+import numpy as np
+import pytest
+
+from pipeline.store import ArtifactStore, StoreError, fingerprint
+
+
+def features(n=5, d=4, value=1.0):
+    return (np.full((n, d), value, np.float16), ("time", "feature"))
+
+
+def test_write_read_with_dims_attrs_and_fingerprint(tmp_path):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.set_provenance(stage="extract_dino", params={"pooling": "cls"}, model="m")
+    store.write_sequence("s1", {"feature": features()}, fingerprint="fp1", attrs={"fps": 10.0})
+    again = ArtifactStore(tmp_path / "a.zarr")
+    assert again.sequences() == ["s1"]
+    assert again.read("s1", "feature").dtype == np.float16
+    assert again.array("s1", "feature").metadata.dimension_names == ("time", "feature")
+    assert again.attrs("s1")["fps"] == 10.0
+    assert again.is_current("s1", "fp1") and not again.is_current("s1", "fp2")
+    assert again.provenance["params"] == {"pooling": "cls"} and again.provenance["model"] == "m"
+
+
+def test_one_chunk_per_sequence(tmp_path):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.write_sequence("s1", {"feature": features(n=300)}, fingerprint="f")
+    assert store.array("s1", "feature").chunks == (300, 4)
+    chunk_files = [p for p in (tmp_path / "a.zarr" / "s1" / "feature").rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert len(chunk_files) == 1
+
+
+class Boom(Exception):
+    pass
+
+
+def test_failure_mid_write_leaves_nothing_readers_accept(tmp_path, monkeypatch):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.write_sequence("s1", {"feature": features(value=1)}, fingerprint="old")
+    import zarr
+
+    real = zarr.Array.__setitem__
+    calls = {"n": 0}
+
+    def failing(self, key, value):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Boom("disk full")
+        return real(self, key, value)
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", failing)
+    with pytest.raises(Boom):
+        store.write_sequence("s1", {"feature": features(value=2), "extra": features(value=3)}, fingerprint="new")
+    monkeypatch.undo()
+    reader = ArtifactStore(tmp_path / "a.zarr")
+    assert "s1" not in reader.sequences()
+    assert reader.fingerprint_of("s1") is None
+    with pytest.raises(StoreError, match="no complete sequence 's1'"):
+        reader.read("s1", "feature")
+
+
+def test_prune_deletes_sequences_that_left(tmp_path):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    for s in ("a", "b", "c"):
+        store.write_sequence(s, {"feature": features()}, fingerprint=s)
+    assert store.prune(["a", "c"]) == ["b"]
+    assert store.sequences() == ["a", "c"]
+
+
+def _writer(url, seq_id, value):
+    ArtifactStore(url, mode="a").write_sequence(seq_id, {"feature": features(n=50, value=value)}, fingerprint=seq_id)
+
+
+def test_two_processes_write_different_sequences(tmp_path):
+    url = str(tmp_path / "a.zarr")
+    ArtifactStore(url, mode="a").set_provenance(stage="t", params={})
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(url, f"s{i}", i)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = ArtifactStore(url)
+    assert store.sequences() == ["s0", "s1"]
+    assert np.all(store.read("s1", "feature") == 1) and np.all(store.read("s0", "feature") == 0)
+
+
+def test_fsspec_memory_url():
+    store = ArtifactStore("memory://test-store/a.zarr", mode="a")
+    store.write_sequence("s1", {"feature": features()}, fingerprint="f")
+    assert ArtifactStore("memory://test-store/a.zarr").sequences() == ["s1"]
+
+
+def test_rejects_bad_ids_and_dims(tmp_path):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    with pytest.raises(StoreError, match="invalid sequence id"):
+        store.write_sequence("a/b", {"feature": features()}, fingerprint="f")
+    with pytest.raises(StoreError, match="2-d array but dims"):
+        store.write_sequence("a", {"feature": (np.zeros((2, 2)), ("time",))}, fingerprint="f")
+
+
+def test_missing_store_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="no artifact store"):
+        ArtifactStore(tmp_path / "none.zarr")
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    assert fingerprint("a", {"x": 1, "y": 2}) == fingerprint("a", {"y": 2, "x": 1})
+    assert fingerprint("a", {"x": 1}) != fingerprint("a", {"x": 2})
