@@ -23,7 +23,8 @@ class AlignmentHead(nn.Module):
         super().__init__()
         self.mlp = mlp([dim, dim, dim])
         self.pe = SinusoidalPE(dim)
-        self.cross = nn.ModuleList(AttentionLayer(dim, heads, ff_mult=ff_mult, dropout=dropout) for _ in range(cross_layers))
+        self.cross = nn.ModuleList(AttentionLayer(dim, heads, cross=True, ff_mult=ff_mult, dropout=dropout)
+                                   for _ in range(cross_layers))
         self.norm = nn.LayerNorm(dim)
         self.projection = ProjectionHead(dim, proj_hidden, proj_dim, depth=2, batch_norm=False)
 

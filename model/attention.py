@@ -40,12 +40,13 @@ class MultiHeadAttention(nn.Module):
 
 
 class AttentionLayer(nn.Module):
-    """One pre-norm transformer layer: self-attention (context None) or cross-attention, then an MLP."""
+    """One pre-norm transformer layer, then an MLP: self-attention, or with `cross` attention over a context
+    sequence (normalised by its own LayerNorm, also when the context is the sequence itself)."""
 
-    def __init__(self, dim: int, heads: int, *, ff_mult: int = 2, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, *, cross: bool = False, ff_mult: int = 2, dropout: float = 0.0):
         super().__init__()
         self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim) if cross else None
         self.attn = MultiHeadAttention(dim, heads, dropout)
         self.norm_ff = nn.LayerNorm(dim)
         self.ff = nn.Sequential(
@@ -59,11 +60,17 @@ class AttentionLayer(nn.Module):
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: (B, T, D), mask: (B, T); context: (B, Tk, D), context_mask: (B, Tk) -> (B, T, D)."""
-        if context is None:
-            context, context_mask = x, mask
+        """x: (B, T, D), mask: (B, T); context: (B, Tk, D), context_mask: (B, Tk) (cross layers only)
+        -> (B, T, D)."""
         q = self.norm_q(x)
-        kv = q if context is x else self.norm_kv(context)
+        if self.norm_kv is None:
+            if context is not None:
+                raise ValueError("a self-attention layer takes no context")
+            kv, context_mask = q, mask
+        else:
+            if context is None:
+                raise ValueError("a cross-attention layer needs a context")
+            kv = self.norm_kv(context)
         x = x + self.attn(q, kv, context_mask)
         x = x + self.ff(self.norm_ff(x))
         return x * mask.unsqueeze(-1)
@@ -94,7 +101,9 @@ class AlternatingEncoder(nn.Module):
 
     def __init__(self, dim: int, heads: int, depth: int, *, ff_mult: int = 2, dropout: float = 0.0):
         super().__init__()
-        self.layers = nn.ModuleList(AttentionLayer(dim, heads, ff_mult=ff_mult, dropout=dropout) for _ in range(depth))
+        self.layers = nn.ModuleList(
+            AttentionLayer(dim, heads, cross=i % 2 == 1, ff_mult=ff_mult, dropout=dropout) for i in range(depth)
+        )
         self.norm = nn.LayerNorm(dim)
 
     def forward(

@@ -10,6 +10,14 @@ bi-directional matching loss combined with the stop-gradient clustering loss, ei
 as printed or as a weighted sum (`loss_combination`). Inference encodes one unaugmented sequence, with
 cross-attention over itself, and returns U.
 
+Clip-level options (params; all off reproduces the paper's formulation):
+- `cluster_level`: "frame" is eq. 8 (frame pairs with the same original index); "clip" applies it to the
+  time-averaged Z and H(Z); "token" applies SimSiam to the output of a learned clip token.
+- `clip_token`: a learned token leads each sequence through the encoder (no position); its output, one
+  vector per sequence, is appended to every frame of U, so U = [frame part, clip part].
+- `contrast_weight` > 0 adds InfoNCE between the two views of each sequence with the batch's other sequences
+  as negatives, on an MLP of U ("head"), on U itself ("embedding") or on the clip token ("token").
+
 Input streams (`inputs`): keypoint arrays (joints_2d, joints_3d) as normalised coordinates, and/or DINO
 features (`feature`, layer-normalised), concatenated per frame; `fusion_early` is this class with both.
 """
@@ -20,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.attention import AlternatingEncoder, SelfAttentionStack
@@ -65,10 +74,13 @@ class MasaParams:
     temperature: float = 0.1
     loss_combination: Literal["printed", "sum"] = "sum"
     cluster_weight: float = 1.0
-    cluster_level: Literal["frame", "clip"] = "frame"
+    cluster_level: Literal["frame", "clip", "token"] = "frame"
+    clip_token: bool = False
+    matching_weight: float = 1.0
     contrast_weight: float = 0.0
     contrast_temperature: float = 0.1
     contrast_per_frame: bool = False
+    contrast_on: Literal["head", "embedding", "token"] = "head"
     trim_min_fraction: float = 0.5
     rate_min: float = 0.5
     rate_max: float = 1.5
@@ -108,13 +120,23 @@ class Masa(AlignmentMethod):
                 self.feature_norms[name] = nn.LayerNorm(shape[-1], elementwise_affine=False)
                 in_dim += shape[-1]
         p = params
+        if "token" in (p.cluster_level, p.contrast_on) and not p.clip_token:
+            raise ValueError(f"{type(self).__name__}: cluster_level/contrast_on 'token' needs clip_token: true")
         self.frame_mlp = mlp([in_dim, p.mlp_hidden, p.d_model])
         self.pe = SinusoidalPE(p.d_model)
+        self.clip_token = nn.Parameter(torch.randn(p.d_model) * 0.02) if p.clip_token else None
         self.encoder = AlternatingEncoder(p.d_model, p.heads, p.layers, ff_mult=p.ff_mult, dropout=p.dropout)
-        self.projection = ProjectionHead(p.d_model, p.proj_hidden, p.proj_dim, depth=p.proj_layers, batch_norm=True)
+        self.dim = 2 * p.d_model if p.clip_token else p.d_model
+        self.projection = ProjectionHead(self.dim, p.proj_hidden, p.proj_dim, depth=p.proj_layers, batch_norm=True)
         self.predictor = SelfAttentionStack(p.proj_dim, p.heads, p.predictor_layers, ff_mult=p.ff_mult)
         self.predictor_out = nn.Linear(p.proj_dim, p.proj_dim)
-        self.contrast_head = mlp([p.d_model, p.proj_hidden, p.proj_dim]) if p.contrast_weight > 0 else None
+        if p.cluster_level == "token":
+            self.clip_projection = ProjectionHead(p.d_model, p.proj_hidden, p.proj_dim, depth=p.proj_layers, batch_norm=True)
+            self.clip_predictor = mlp([p.proj_dim, p.proj_hidden, p.proj_dim])
+        self.contrast_head: nn.Module | None = None
+        if p.contrast_weight > 0:
+            source = p.d_model if p.contrast_on == "token" else self.dim
+            self.contrast_head = nn.Identity() if p.contrast_on == "embedding" else mlp([source, p.proj_hidden, p.proj_dim])
 
     # ------------------------------------------------------------------ inputs
     def _streams(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -141,9 +163,24 @@ class Masa(AlignmentMethod):
                 parts.append(self.feature_norms[name](streams[name].float()))
         return torch.cat(parts, dim=-1)
 
-    def _tokens(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) -> frame MLP + positional encoding (B, T, d_model), zero on padding."""
-        return (self.frame_mlp(x) + self.pe(frame_positions(mask))) * mask.unsqueeze(-1)
+    def _tokens(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, F) -> frame MLP + positional encoding (B, T, d_model), zero on padding, and its mask; with
+        `clip_token`, a learned clip token (no position) leads every sequence: (B, T + 1, d_model)."""
+        tokens = (self.frame_mlp(x) + self.pe(frame_positions(mask))) * mask.unsqueeze(-1)
+        if self.clip_token is None:
+            return tokens, mask
+        B = tokens.shape[0]
+        lead = self.clip_token.to(tokens.dtype).expand(B, 1, -1)
+        return torch.cat((lead, tokens), 1), torch.cat((mask.new_ones(B, 1), mask), 1)
+
+    def _split(self, out: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encoder output -> U (B, T, dim): frame outputs, with the clip token's output appended to every
+        frame when there is one; and the clip token's output (B, d_model) or None."""
+        if self.clip_token is None:
+            return out, None
+        clip, frames = out[:, 0], out[:, 1:]
+        u = torch.cat((frames, clip[:, None, :].expand_as(frames)), dim=-1)
+        return u * mask.unsqueeze(-1), clip
 
     # ------------------------------------------------------------------ training
     def views(self, batch: Batch, gen: torch.Generator) -> tuple[dict, torch.Tensor, torch.Tensor, dict, torch.Tensor, torch.Tensor]:
@@ -163,35 +200,52 @@ class Masa(AlignmentMethod):
         return view1, m1, g1, view2, m2, g2
 
     def forward_pair(self, x1: torch.Tensor, m1: torch.Tensor, x2: torch.Tensor, m2: torch.Tensor):
-        """Frame inputs of two views -> (U', U''), (Z', Z''), (H(Z'), H(Z''))."""
-        u1, u2 = self.encoder(self._tokens(x1, m1), m1, self._tokens(x2, m2), m2)
+        """Frame inputs of two views -> (U', U''), (Z', Z''), (H(Z'), H(Z'')), clip token outputs (or None)."""
+        (t1, mm1), (t2, mm2) = self._tokens(x1, m1), self._tokens(x2, m2)
+        o1, o2 = self.encoder(t1, mm1, t2, mm2)
+        (u1, c1), (u2, c2) = self._split(o1, m1), self._split(o2, m2)
         z1, z2 = self.projection(u1, m1), self.projection(u2, m2)
         h1 = self.predictor_out(self.predictor(z1, m1)) * m1.unsqueeze(-1)
         h2 = self.predictor_out(self.predictor(z2, m2)) * m2.unsqueeze(-1)
-        return (u1, u2), (z1, z2), (h1, h2)
+        return (u1, u2), (z1, z2), (h1, h2), (c1, c2)
+
+    def _token_clustering(self, c1: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
+        """Clip-level clustering on the clip tokens (B, d): SimSiam's symmetric stop-gradient negative cosine."""
+        ones = torch.ones(c1.shape[0], 1, dtype=torch.bool, device=c1.device)
+        z1, z2 = self.clip_projection(c1[:, None], ones)[:, 0], self.clip_projection(c2[:, None], ones)[:, 0]
+        p1, p2 = self.clip_predictor(z1), self.clip_predictor(z2)
+        return -0.5 * (F.cosine_similarity(z1.detach(), p2, dim=-1).mean() + F.cosine_similarity(z2.detach(), p1, dim=-1).mean())
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
         p = self.params
         view1, m1, g1, view2, m2, g2 = self.views(batch, gen)
         x1, x2 = self._frame_features(view1, gen), self._frame_features(view2, gen)
-        (u1, u2), (z1, z2), (h1, h2) = self.forward_pair(x1, m1, x2, m2)
+        (u1, u2), (z1, z2), (h1, h2), (c1, c2) = self.forward_pair(x1, m1, x2, m2)
         scale = (batch.lengths.to(z1.device) - 1).clamp(min=1).float()[:, None]
         matching = bidirectional_matching_loss(z1, m1, g1 / scale, z2, m2, g2 / scale, p.temperature)
         if p.cluster_level == "frame":
             clustering = clustering_loss(z1, h1, m1, g1, z2, h2, m2, g2)
-        else:
+        elif p.cluster_level == "clip":
             clustering = clip_clustering_loss(z1, h1, m1, z2, h2, m2)
-        total = combine_losses(matching, clustering, p.loss_combination, weight=p.cluster_weight)
+        else:
+            clustering = self._token_clustering(c1, c2)
+        total = combine_losses(p.matching_weight * matching, clustering, p.loss_combination, weight=p.cluster_weight)
         scalars = {"matching": float(matching.detach()), "clustering": float(clustering.detach())}
         if self.contrast_head is not None:
-            c1, c2 = self.contrast_head(u1), self.contrast_head(u2)
-            contrast = clip_contrastive_loss(c1, m1, c2, m2, p.contrast_temperature, per_frame=p.contrast_per_frame)
+            if p.contrast_on == "token":
+                ones = torch.ones(c1.shape[0], 1, dtype=torch.bool, device=c1.device)
+                v1, n1, v2, n2 = self.contrast_head(c1)[:, None], ones, self.contrast_head(c2)[:, None], ones
+            else:
+                v1, n1, v2, n2 = self.contrast_head(u1), m1, self.contrast_head(u2), m2
+            contrast = clip_contrastive_loss(v1, n1, v2, n2, p.contrast_temperature, per_frame=p.contrast_per_frame)
             total = total + p.contrast_weight * contrast
             scalars["contrast"] = float(contrast.detach())
         return total, scalars
 
     # ------------------------------------------------------------------ inference
     def embed(self, batch: Batch) -> torch.Tensor:
-        """U of each unaugmented sequence: (B, T, d_model), zero on padding."""
+        """U of each unaugmented sequence: (B, T, dim), zero on padding (dim = d_model, or 2 d_model with a
+        clip token: frame output, clip token output)."""
         x = self._frame_features(self._streams(batch), None)
-        return self.encoder.single(self._tokens(x, batch.mask), batch.mask)
+        tokens, mask = self._tokens(x, batch.mask)
+        return self._split(self.encoder.single(tokens, mask), batch.mask)[0]

@@ -118,6 +118,7 @@ def load_inputs(ctx: StageContext, needed: tuple[tuple[str, str], ...]) -> Input
     """Read the arrays `needed` for every sequence of the index; loud errors name the store and the fix."""
     index = read_index(ctx.index_path)
     ids = index.ids
+    n_frames = dict(zip(ids, index.table["n_frames"]))
     arrays: list[dict[str, np.ndarray]] = [{} for _ in ids]
     shapes: dict[str, tuple[int, ...]] = {}
     layout, fps_parts = None, [[] for _ in ids]
@@ -136,7 +137,7 @@ def load_inputs(ctx: StageContext, needed: tuple[tuple[str, str], ...]) -> Input
             fps_parts[i].append(store.fingerprint_of(seq))
             for art, name in needed:
                 if art == artifact:
-                    arrays[i][name] = _read(store, seq, name, shapes, index.row(seq)["n_frames"])
+                    arrays[i][name] = _read(store, seq, name, shapes, int(n_frames[seq]))
     spec = InputSpec(dict(shapes), layout)
     table = index.table
     return Inputs(ids, list(table["activity"]), list(table["split"]), arrays, spec,

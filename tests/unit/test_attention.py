@@ -33,7 +33,7 @@ def test_self_attention_ignores_padding():
 
 def test_cross_attention_ignores_padding_of_the_context():
     torch.manual_seed(0)
-    layer = AttentionLayer(16, 2).eval()
+    layer = AttentionLayer(16, 2, cross=True).eval()
     q, ctx = torch.randn(1, 6, 16), torch.randn(1, 8, 16)
     ones = torch.ones(1, 6, dtype=torch.bool)
     alone = layer(q, ones, ctx, torch.ones(1, 8, dtype=torch.bool))
