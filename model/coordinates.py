@@ -25,7 +25,8 @@ KEYPOINT_ARRAYS = ("joints_2d", "joints_3d")
 class SkeletonAugmentParams:
     """Probabilities per sequence and noise sizes, in units of the normalised skeleton (root-centred, torso
     length 1): flip with left/right swap; angle noise on every bone (CASA: 10 degrees, p 0.3); one global
-    translation; independent Gaussian noise per joint and frame."""
+    translation; independent Gaussian noise per joint and frame; one global rotation about the root and one
+    global scale factor (camera changes; off in CASA)."""
 
     flip_p: float = 0.3
     angle_p: float = 0.3
@@ -34,6 +35,10 @@ class SkeletonAugmentParams:
     translate_std: float = 0.1
     noise_p: float = 0.3
     noise_std: float = 0.02
+    rotate_p: float = 0.0
+    rotate_std_deg: float = 15.0
+    scale_p: float = 0.0
+    scale_std: float = 0.1
 
 
 class CoordinateInput:
@@ -77,6 +82,8 @@ class CoordinateInput:
         angles = aug.limb_angles(self.parents, B, std=math.radians(p.angle_std_deg), p=p.angle_p,
                                  one_limb=False, gen=gen)
         xy = aug.rotate_subtrees(xy, self.parents, self.subtree, angles, gen)
+        xy = aug.rotate_global(xy, math.radians(p.rotate_std_deg), p.rotate_p, gen)
+        xy = aug.scale(xy, p.scale_std, p.scale_p, gen)
         xy = aug.translate(xy, p.translate_std, p.translate_p, gen)
         return aug.position_noise(xy, p.noise_std, p.noise_p, gen), conf
 

@@ -16,7 +16,8 @@ Clip-level options (params; all off reproduces the paper's formulation):
 - `clip_token`: a learned token leads each sequence through the encoder (no position); its output, one
   vector per sequence, is appended to every frame of U, so U = [frame part, clip part].
 - `contrast_weight` > 0 adds InfoNCE between the two views of each sequence with the batch's other sequences
-  as negatives, on an MLP of U ("head"), on U itself ("embedding") or on the clip token ("token").
+  as negatives, on the frames of U ("frames", time-averaged or per frame) or on the clip token ("token"),
+  through an MLP head (`contrast_head`) or directly.
 
 Input streams (`inputs`): keypoint arrays (joints_2d, joints_3d) as normalised coordinates, and/or DINO
 features (`feature`, layer-normalised), concatenated per frame; `fusion_early` is this class with both.
@@ -80,8 +81,10 @@ class MasaParams:
     contrast_weight: float = 0.0
     contrast_temperature: float = 0.1
     contrast_per_frame: bool = False
-    contrast_on: Literal["head", "embedding", "token"] = "head"
+    contrast_on: Literal["frames", "token"] = "frames"
+    contrast_head: bool = True
     trim_min_fraction: float = 0.5
+    shared_trim: bool = True
     rate_min: float = 0.5
     rate_max: float = 1.5
     max_frames: int = 512
@@ -136,7 +139,7 @@ class Masa(AlignmentMethod):
         self.contrast_head: nn.Module | None = None
         if p.contrast_weight > 0:
             source = p.d_model if p.contrast_on == "token" else self.dim
-            self.contrast_head = nn.Identity() if p.contrast_on == "embedding" else mlp([source, p.proj_hidden, p.proj_dim])
+            self.contrast_head = mlp([source, p.proj_hidden, p.proj_dim]) if p.contrast_head else nn.Identity()
 
     # ------------------------------------------------------------------ inputs
     def _streams(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -187,7 +190,8 @@ class Masa(AlignmentMethod):
         """Dual augmentation: streams of both views (B, M|N, ...), their masks and index maps (B, M|N) long."""
         p = self.params
         maps = [
-            dual_maps(int(n), gen, trim_min_fraction=p.trim_min_fraction, rate=(p.rate_min, p.rate_max), max_frames=p.max_frames)
+            dual_maps(int(n), gen, trim_min_fraction=p.trim_min_fraction, rate=(p.rate_min, p.rate_max),
+                      max_frames=p.max_frames, shared_trim=p.shared_trim)
             for n in batch.lengths.tolist()
         ]
         g1, m1 = pad_indices([a for a, _ in maps])
@@ -222,7 +226,8 @@ class Masa(AlignmentMethod):
         x1, x2 = self._frame_features(view1, gen), self._frame_features(view2, gen)
         (u1, u2), (z1, z2), (h1, h2), (c1, c2) = self.forward_pair(x1, m1, x2, m2)
         scale = (batch.lengths.to(z1.device) - 1).clamp(min=1).float()[:, None]
-        matching = bidirectional_matching_loss(z1, m1, g1 / scale, z2, m2, g2 / scale, p.temperature)
+        o1, o2 = (m1, m2) if p.shared_trim else _overlap(g1, m1, g2, m2)
+        matching = bidirectional_matching_loss(z1, o1, g1 / scale, z2, o2, g2 / scale, p.temperature)
         if p.cluster_level == "frame":
             clustering = clustering_loss(z1, h1, m1, g1, z2, h2, m2, g2)
         elif p.cluster_level == "clip":
@@ -249,3 +254,17 @@ class Masa(AlignmentMethod):
         x = self._frame_features(self._streams(batch), None)
         tokens, mask = self._tokens(x, batch.mask)
         return self._split(self.encoder.single(tokens, mask), batch.mask)[0]
+
+
+def _overlap(g1: torch.Tensor, m1: torch.Tensor, g2: torch.Tensor, m2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks of the frames of each view whose original index lies within the other view's span (all real
+    frames with a shared trim); the matching loss only asks those to find their place in the other view."""
+    big = torch.iinfo(g1.dtype).max
+
+    def span(g, m):
+        lo = torch.where(m, g, torch.full_like(g, big)).amin(1, keepdim=True)
+        hi = torch.where(m, g, torch.full_like(g, -1)).amax(1, keepdim=True)
+        return lo, hi
+
+    (lo1, hi1), (lo2, hi2) = span(g1, m1), span(g2, m2)
+    return m1 & (g1 >= lo2) & (g1 <= hi2), m2 & (g2 >= lo1) & (g2 <= hi1)

@@ -8,6 +8,7 @@ with their subtree; their confidence still keeps them out of every loss and heat
 - `flip`: mirror x about a per-sequence vertical axis and swap left/right joints (LA2DS, CASA).
 - `position_noise`: independent Gaussian noise per joint and frame (LA2DS).
 - `translate`: one Gaussian shift per sequence (CASA).
+- `rotate_global`, `scale`: one rotation about the root / one size factor per sequence (camera changes).
 - `rotate_subtrees`: rotate the part of the skeleton hanging from chosen joints about those joints, by one
   angle per sequence and joint: LA2DS's limb rotation (one random limb) and CASA's angle noise (every bone
   with some probability), here actually applied to the coordinates.
@@ -53,6 +54,22 @@ def translate(xy: torch.Tensor, std: float, p: float, gen: torch.Generator) -> t
     B, D = xy.shape[0], xy.shape[-1]
     shift = torch.randn(B, D, generator=gen) * std * _bernoulli((B, 1), p, gen)
     return xy + shift.to(xy)[:, None, None, :]
+
+
+def rotate_global(xy: torch.Tensor, std: float, p: float, gen: torch.Generator) -> torch.Tensor:
+    """With probability p per sequence, rotate every joint about the origin (the normalised skeleton's root)
+    by one N(0, std^2) angle (radians): in the image plane for 2-D, about a random axis for 3-D."""
+    B, D = xy.shape[0], xy.shape[-1]
+    angles = torch.randn(B, generator=gen) * std * _bernoulli((B,), p, gen)
+    rot = rotation_matrices(angles, D, gen).to(xy)  # (B, D, D)
+    return torch.einsum("bde,btke->btkd", rot, xy)
+
+
+def scale(xy: torch.Tensor, std: float, p: float, gen: torch.Generator) -> torch.Tensor:
+    """With probability p per sequence, multiply every coordinate by exp(N(0, std^2))."""
+    B = xy.shape[0]
+    factor = torch.exp(torch.randn(B, generator=gen) * std * _bernoulli((B,), p, gen))
+    return xy * factor.to(xy)[:, None, None, None]
 
 
 def rotation_matrices(angles: torch.Tensor, dim: int, gen: torch.Generator) -> torch.Tensor:

@@ -50,10 +50,17 @@ def dual_maps(
     trim_min_fraction: float,
     rate: tuple[float, float],
     max_frames: int,
+    shared_trim: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """MASA's dual augmentation of a `length`-frame sequence: (g1 (M,), g2 (N,)) maps into 0..length-1."""
+    """MASA's dual augmentation of a `length`-frame sequence: (g1 (M,), g2 (N,)) maps into 0..length-1.
+
+    shared_trim: both views resample one trimmed window (the paper); otherwise each view trims its own
+    window, so the two views show partly different stretches of the performance.
+    """
     start, stop = trim_window(length, gen, trim_min_fraction)
     g1 = resample_map(start, stop, gen, rate=rate, max_frames=max_frames)
+    if not shared_trim:
+        start, stop = trim_window(length, gen, trim_min_fraction)
     g2 = resample_map(start, stop, gen, rate=rate, max_frames=max_frames)
     return g1, g2
 

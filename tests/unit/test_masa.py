@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from model.batch import collate
+from model.coordinates import SkeletonAugmentParams
 from model.masa import Masa
 from model.method import InputSpec, Progress
 from tests.tiny_models import tiny_params
@@ -26,7 +27,8 @@ def _batch(lengths=(12, 20, 7)):
     {"cluster_level": "clip"},
     {"clip_token": True, "cluster_level": "token"},
     {"clip_token": True, "contrast_weight": 1.0, "contrast_on": "token"},
-    {"contrast_weight": 1.0, "contrast_on": "embedding", "contrast_per_frame": True},
+    {"contrast_weight": 1.0, "contrast_on": "frames", "contrast_head": False, "contrast_per_frame": True},
+    {"shared_trim": False, "augment": SkeletonAugmentParams(rotate_p=1.0, scale_p=1.0)},
 ])
 def test_loss_variants_train(options):
     torch.manual_seed(0)
