@@ -54,6 +54,37 @@ def render_torch(
     return torch.cat([joint_maps, limb_maps], dim=-3)
 
 
+def crop_box(
+    joints: Tensor, mask: Tensor | None = None, *, pad: float = 0.0, square: bool = False, min_size: float = 1.0
+) -> Tensor:
+    """Batched twin of `pipeline.heatmaps.crop_box`: the smallest box holding every confident joint of every
+    real frame, each side grown by `pad` times the box's width (height), then squared about its centre.
+
+    joints: (B, T, K, 3) [x, y, conf] (or (T, K, 3)); mask: (B, T) real frames. Returns (B, 4) (or (4,))
+    x0, y0, x1, y1. Raises ValueError for a sequence without any confident joint.
+    """
+    single = joints.dim() == 3
+    if single:
+        joints = joints.unsqueeze(0)
+    if mask is None:
+        mask = torch.ones(joints.shape[:2], dtype=torch.bool, device=joints.device)
+    xy = joints[..., :2]
+    ok = (joints[..., 2] > 0) & torch.isfinite(joints).all(-1) & mask[..., None]
+    if not bool(ok.flatten(1).any(1).all()):
+        raise ValueError("no confident joint in any frame of a sequence: the crop box is undefined")
+    big = torch.finfo(xy.dtype).max
+    lo = torch.where(ok[..., None], xy, torch.full_like(xy, big)).flatten(1, 2).amin(1)  # (B, 2)
+    hi = torch.where(ok[..., None], xy, torch.full_like(xy, -big)).flatten(1, 2).amax(1)
+    extent = hi - lo
+    lo, hi = lo - pad * extent, hi + pad * extent
+    size = (hi - lo).clamp_min(min_size)
+    if square:
+        size = size.amax(-1, keepdim=True).expand_as(size)
+    centre = (lo + hi) / 2
+    box = torch.cat((centre - size / 2, centre + size / 2), dim=-1)
+    return box[0] if single else box
+
+
 def flip_heatmaps_torch(heatmaps: Tensor, layout: Skeleton) -> Tensor:
     """Horizontally flipped heatmaps (..., K + L, S, S): x reversed, left/right channels swapped."""
     perm = torch.as_tensor(layout.channel_flip_permutation, device=heatmaps.device)

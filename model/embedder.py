@@ -1,0 +1,73 @@
+"""Embedding one sequence with a trained model: the interface evaluation codes against.
+
+`Embedder.inputs` names the (artifact, array) pairs the model reads, e.g. (("keypoints", "joints_2d"),) or
+(("dino", "feature"), ("keypoints", "joints_2d")); `Embedder.embed(arrays)` takes one sequence's arrays keyed
+by array name, exactly as the artifact stores hold them ({"joints_2d": (T, K, 3)}), and returns (T, D)
+float32 embeddings computed without augmentation. Heatmap models render their heatmaps from joints_2d inside
+`embed`, so a robustness test only perturbs joints_2d. Models trained per activity need `activity`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from model.batch import collate
+from model.method import AlignmentMethod
+
+
+class Embedder:
+    """models: {None: model} for a multi-activity model, or {activity: model} for per-activity models."""
+
+    def __init__(
+        self,
+        models: Mapping[str | None, AlignmentMethod],
+        inputs: tuple[tuple[str, str], ...],
+        device: torch.device | str = "cpu",
+    ):
+        if not models:
+            raise ValueError("an Embedder needs at least one model")
+        self.models = {k: m.to(device).eval() for k, m in models.items()}
+        self.inputs = inputs
+        self.device = torch.device(device)
+
+    @property
+    def per_activity(self) -> bool:
+        return None not in self.models
+
+    def embed(self, arrays: Mapping[str, np.ndarray], activity: str | None = None) -> np.ndarray:
+        """One sequence {array name: (T, ...)} -> (T, D) float32 embeddings."""
+        return self.embed_many([arrays], [activity])[0]
+
+    @torch.no_grad()
+    def embed_many(
+        self, items: list[Mapping[str, np.ndarray]], activities: list[str | None] | None = None
+    ) -> list[np.ndarray]:
+        """Several sequences (padded into one batch per model) -> list of (T_i, D) float32 arrays."""
+        activities = activities or [None] * len(items)
+        names = [array for _, array in self.inputs]
+        out: list[np.ndarray | None] = [None] * len(items)
+        for key in dict.fromkeys(self._model_key(a) for a in activities):
+            rows = [i for i, a in enumerate(activities) if self._model_key(a) == key]
+            selected = []
+            for i in rows:
+                missing = [n for n in names if n not in items[i]]
+                if missing:
+                    raise KeyError(f"embedding needs arrays {names}; missing {missing}")
+                selected.append({n: items[i][n] for n in names})
+            batch = collate(selected).to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                emb = self.models[key].embed(batch)
+            emb = emb.float().cpu().numpy()
+            for j, i in enumerate(rows):
+                out[i] = emb[j, : int(batch.mask[j].sum())]
+        return out  # type: ignore[return-value]
+
+    def _model_key(self, activity: str | None) -> str | None:
+        if not self.per_activity:
+            return None
+        if activity not in self.models:
+            raise KeyError(f"models were trained per activity ({sorted(self.models)}); got activity {activity!r}")
+        return activity

@@ -1,0 +1,62 @@
+"""Positional encodings over the time axis: fixed sinusoidal (Vaswani et al.) and learned.
+
+Both take per-frame positions (B, T) rather than assuming 0..T-1, so a resampled or trimmed sequence can
+be encoded at its own positions, and both return (B, T, D) to be added to frame features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def frame_positions(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) float positions 0..T_b-1 of the real frames of a padded batch, 0 on padding.
+
+    mask: (B, T) bool, True on real frames (which come first in each row).
+    """
+    return (mask.long().cumsum(dim=1) - 1).clamp(min=0).float() * mask
+
+
+class SinusoidalPE(nn.Module):
+    """Fixed sine/cosine encoding: PE[p, 2i] = sin(p / 10000^(2i/D)), PE[p, 2i+1] = cos(...)."""
+
+    def __init__(self, dim: int, base: float = 10000.0):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"sinusoidal encoding needs an even dimension, got {dim}")
+        freqs = torch.exp(-math.log(base) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.dim = dim
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        """positions: (B, T) -> (B, T, D)."""
+        angles = positions.float().unsqueeze(-1) * self.freqs  # (B, T, D/2)
+        return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
+
+
+class LearnedPE(nn.Module):
+    """A learned table of `max_len` position vectors.
+
+    Integer positions index the table. A sequence whose last position lies past the table is read with its
+    positions scaled onto the table, by linear interpolation between entries (the table is stretched for
+    sequences longer than `max_len` instead of failing at inference). Padding must carry position 0
+    (`frame_positions`), so that it never changes the scaling of a sequence.
+    """
+
+    def __init__(self, dim: int, max_len: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(max_len, dim) * 0.02)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        """positions: (B, T) -> (B, T, D)."""
+        max_len = self.table.shape[0]
+        pos = positions.float().clamp(min=0)
+        top = pos.amax(dim=-1, keepdim=True).clamp(min=max_len - 1)  # per sequence, so padding never matters
+        pos = pos * ((max_len - 1) / top)
+        lo = pos.floor().long().clamp(max=max_len - 1)
+        hi = (lo + 1).clamp(max=max_len - 1)
+        frac = (pos - lo.float()).unsqueeze(-1)
+        return self.table[lo] * (1 - frac) + self.table[hi] * frac

@@ -1,0 +1,313 @@
+"""`train` stage: train an alignment method from the cached artifacts, then embed every sequence.
+
+    pipeline train --dataset D --method masa|la2ds|casa|fusion_early|fusion_late [--device auto|cpu|cuda]
+
+Reads only the Zarr artifacts the method declares (`data/<D>/keypoints.zarr` joints_2d/joints_3d,
+`data/<D>/dino.zarr` feature) and `data/<D>/index.parquet` (split, activity). Writes:
+- `models/<D>/<method>/checkpoint.pt` (+ `config.json`): weights, optimiser state and the config that made
+  them (method, resolved params of `train` and of the method's section, input spec, skeleton layout, data
+  fingerprint); with `train.multi_activity: false`, one such folder per activity under it;
+- `models/<D>/<method>/log.jsonl`: one JSON record per logged step ({"step", "epoch", "loss", ...});
+- `data/<D>/embeddings_<method>.zarr` `{seq}/embedding (time, feature)` for every sequence of every split,
+  without augmentation.
+A run interrupted after a checkpoint resumes from it when the config is unchanged (the result equals an
+uninterrupted run); a finished checkpoint with the same config is reused; a changed config starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.embedder import Embedder
+from model.method import AlignmentMethod, InputSpec
+from model.registry import get_method
+from pipeline.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from pipeline.context import StageContext
+from pipeline.params import to_dict
+from pipeline.sequences import read_index
+from pipeline.store import ArtifactStore, StoreError, code_version, fingerprint
+
+log = logging.getLogger(__name__)
+
+MAKES = {
+    "keypoints": "pipeline keypoints --dataset {d}",
+    "dino": "pipeline extract-dino --dataset {d}",
+    "heatmaps": "pipeline heatmaps --dataset {d}",
+}
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """seed: every random draw; epochs / max_steps (0: no cap): training length; lr decays by lr_gamma at the
+    lr_milestones epochs; multi_activity: one model for all activities (else one per activity);
+    train_splits: index splits the model trains on; bucket_edges: sequence lengths that separate the
+    length buckets of the batches; log_every: steps per log record; checkpoint_every: epochs per
+    checkpoint; embed_batch_size: sequences per batch when embedding."""
+
+    seed: int = 0
+    epochs: int = 60
+    max_steps: int = 0
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.5
+    grad_clip: float = 1.0
+    multi_activity: bool = True
+    train_splits: tuple[str, ...] = ("train",)
+    bucket_edges: tuple[int, ...] = (48, 96, 192, 384)
+    log_every: int = 10
+    checkpoint_every: int = 1
+    embed_batch_size: int = 16
+
+
+@dataclass
+class Inputs:
+    """Every sequence's arrays read from the stores: ids (index order), arrays[i] = {name: (T, ...)}."""
+
+    ids: list[str]
+    activities: list[str]
+    splits: list[str]
+    arrays: list[dict[str, np.ndarray]]
+    spec: InputSpec
+    source_fingerprints: list[str]
+
+
+def run(ctx: StageContext, method: str, device: str = "auto") -> None:
+    cls = get_method(method)
+    train_params = ctx.params("train", TrainParams)
+    method_params = ctx.params(method, cls.params_cls)
+    dev = resolve_device(device)
+    inputs = load_inputs(ctx, cls.inputs(method_params))
+    folder = ctx.models_dir(method)
+    groups = _groups(inputs, train_params)
+    models: dict[str | None, AlignmentMethod] = {}
+    for group, rows in groups.items():
+        sub = folder if group is None else folder / _safe(group)
+        log.info("%s/%s%s: training on %d sequences on %s", ctx.name, method, f" [{group}]" if group else "", len(rows), dev)
+        models[group] = train_model(cls, method, method_params, train_params, inputs, rows, sub, dev, ctx.name, group)
+    embedder = Embedder(models, cls.inputs(method_params), dev)
+    params = {"train": to_dict(train_params), method: to_dict(method_params)}
+    write_embeddings(ctx, method, embedder, inputs, params, batch_size=train_params.embed_batch_size)
+
+
+def resolve_device(device: str):
+    """"auto" -> CUDA when available, else CPU (with torch using every core this process may run on)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device} requested but CUDA is not available")
+    if dev.type == "cpu":
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    return dev
+
+
+# ----------------------------------------------------------------------------- reading artifacts
+def load_inputs(ctx: StageContext, needed: tuple[tuple[str, str], ...]) -> Inputs:
+    """Read the arrays `needed` for every sequence of the index; loud errors name the store and the fix."""
+    index = read_index(ctx.index_path)
+    ids = index.ids
+    n_frames = dict(zip(ids, index.table["n_frames"]))
+    arrays: list[dict[str, np.ndarray]] = [{} for _ in ids]
+    shapes: dict[str, tuple[int, ...]] = {}
+    layout, fps_parts = None, [[] for _ in ids]
+    for artifact in dict.fromkeys(a for a, _ in needed):
+        store = _open_store(ctx, artifact)
+        present = set(store.sequences())
+        missing = [s for s in ids if s not in present]
+        if missing:
+            raise StoreError(
+                f"{store.url} lacks {len(missing)} sequence(s) of the index (e.g. {missing[:5]}); "
+                f"run `{MAKES.get(artifact, 'the stage that writes it').format(d=ctx.name)}`"
+            )
+        if artifact == "keypoints":
+            layout = _layout_of(store, ids[0], ctx)
+        for i, seq in enumerate(ids):
+            fps_parts[i].append(store.fingerprint_of(seq))
+            for art, name in needed:
+                if art == artifact:
+                    arrays[i][name] = _read(store, seq, name, shapes, int(n_frames[seq]))
+    spec = InputSpec(dict(shapes), layout)
+    table = index.table
+    return Inputs(ids, list(table["activity"]), list(table["split"]), arrays, spec,
+                  [fingerprint(*parts) for parts in fps_parts])
+
+
+def _open_store(ctx: StageContext, artifact: str) -> ArtifactStore:
+    url = ctx.artifact(artifact)
+    try:
+        return ArtifactStore(url, mode="r")
+    except StoreError as err:
+        make = MAKES.get(artifact, "the stage that writes it").format(d=ctx.name)
+        raise StoreError(f"training needs the '{artifact}' artifact: no store at {url}; run `{make}`") from err
+
+
+def _layout_of(store: ArtifactStore, first: str, ctx: StageContext) -> str:
+    layout = store.provenance.get("layout") or store.attrs(first).get("layout")
+    if layout:
+        return str(layout)
+    log.warning("%s records no skeleton layout; using the manifest's '%s'", store.url, ctx.dataset.layout)
+    return ctx.dataset.layout
+
+
+def _read(store: ArtifactStore, seq: str, name: str, shapes: dict, n_frames: int) -> np.ndarray:
+    data = store.read(seq, name)
+    if data.shape[0] != n_frames:
+        raise StoreError(f"{store.url}: {seq}/{name} has {data.shape[0]} frames, the index says {n_frames}")
+    frame_shape = tuple(int(s) for s in data.shape[1:])
+    if shapes.setdefault(name, frame_shape) != frame_shape:
+        raise StoreError(f"{store.url}: {seq}/{name} has frames of shape {frame_shape}, others {shapes[name]}")
+    return data
+
+
+def _groups(inputs: Inputs, params: TrainParams) -> dict[str | None, list[int]]:
+    """Training rows per model: {None: all} for one multi-activity model, else {activity: rows}."""
+    rows = [i for i, s in enumerate(inputs.splits) if s in params.train_splits]
+    if not rows:
+        raise ValueError(f"no sequences in the training split(s) {list(params.train_splits)}")
+    if params.multi_activity:
+        return {None: rows}
+    groups: dict[str | None, list[int]] = {}
+    for i in rows:
+        groups.setdefault(inputs.activities[i], []).append(i)
+    return groups
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+
+
+# ----------------------------------------------------------------------------- training
+def train_model(cls, method: str, method_params, train_params: TrainParams, inputs: Inputs, rows: list[int],
+                folder: Path, device, dataset: str, activity: str | None) -> AlignmentMethod:
+    """Train (or resume, or reuse) one model on `rows` of `inputs`, checkpointing into `folder`."""
+    import torch
+
+    from model.trainer import Trainer
+
+    config = _jsonable({
+        "method": method,
+        "dataset": dataset,
+        "activity": activity,
+        "params": to_dict(method_params),
+        "train": to_dict(train_params),
+        "spec": inputs.spec.to_dict(),
+        "layout": inputs.spec.layout,
+        "data": fingerprint([(inputs.ids[i], inputs.source_fingerprints[i]) for i in rows]),
+        "code_version": code_version(),
+    })
+    torch.manual_seed(train_params.seed)
+    model = cls.build(method_params, inputs.spec)
+    trainer = Trainer(model, train_params, [inputs.arrays[i] for i in rows], [inputs.activities[i] for i in rows], device)
+    log_path = folder / "log.jsonl"
+    if (folder / CHECKPOINT).is_file():
+        saved = load_checkpoint(folder)
+        if saved["config"] == config:
+            trainer.load_state_dict(saved["state"])
+            _truncate_log(log_path, trainer.step)
+            log.info("%s: %s checkpoint at step %d", folder, "reusing the finished" if trainer.done else "resuming from the", trainer.step)
+        else:
+            log.warning("%s: config changed since the checkpoint; training from scratch", folder)
+            log_path.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def on_log(record: dict[str, Any]) -> None:
+        with log_path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def on_checkpoint() -> None:
+        save_checkpoint(folder, config, trainer.state_dict(), complete=trainer.done)
+
+    if not trainer.done:
+        trainer.run(on_log, on_checkpoint, desc=f"train {method}")
+    return trainer.model
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log records past `step` (written after the checkpoint we resume from)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+# ----------------------------------------------------------------------------- embedding
+def write_embeddings(ctx: StageContext, method: str, embedder: Embedder, inputs: Inputs, params: dict, *,
+                     batch_size: int) -> None:
+    """Embed every sequence (all splits) into data/<D>/embeddings_<method>.zarr, skipping current ones."""
+    from tqdm.auto import tqdm
+
+    store = ArtifactStore(ctx.artifact(f"embeddings_{method}"), mode="a")
+    store.set_provenance(stage="train", params=params, method=method)
+    models_fp = fingerprint({str(k): _weights_digest(m) for k, m in embedder.models.items()})
+    store.prune(inputs.ids)
+    todo = []
+    for i, seq in enumerate(inputs.ids):
+        fp = fingerprint(models_fp, inputs.source_fingerprints[i])
+        if not store.is_current(seq, fp):
+            todo.append((i, fp))
+    todo.sort(key=lambda item: len(next(iter(inputs.arrays[item[0]].values()))))
+    with tqdm(total=len(todo), desc=f"embed {method}", unit="seq", dynamic_ncols=True) as bar:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            acts = [inputs.activities[i] if embedder.per_activity else None for i, _ in chunk]
+            embs = embedder.embed_many([inputs.arrays[i] for i, _ in chunk], acts)
+            for (i, fp), emb in zip(chunk, embs):
+                store.write_sequence(
+                    inputs.ids[i], {"embedding": (emb.astype(np.float32), ("time", "feature"))}, fingerprint=fp,
+                    attrs={"method": method, "n_frames": int(emb.shape[0]), "activity": inputs.activities[i]},
+                )
+            bar.update(len(chunk))
+    log.info("%s: embeddings of %d sequences (%d recomputed) -> %s", ctx.name, len(inputs.ids), len(todo), store.url)
+
+
+def _weights_digest(model: AlignmentMethod) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+# ----------------------------------------------------------------------------- serving
+def load_embedder(models_dir: Path, device: str = "cpu") -> Embedder:
+    """The trained model(s) in `models_dir` (models/<D>/<method>) as an Embedder (see model.embedder)."""
+    from pipeline.params import from_dict
+
+    models_dir = Path(models_dir)
+    if (models_dir / CHECKPOINT).is_file():
+        folders: dict[str | None, Path] = {None: models_dir}
+    else:
+        subs = sorted(p for p in models_dir.iterdir() if (p / CHECKPOINT).is_file()) if models_dir.is_dir() else []
+        if not subs:
+            load_checkpoint(models_dir)  # raises the clear "no checkpoint" error
+        folders = {json.loads((p / "config.json").read_text())["activity"]: p for p in subs}
+    dev = resolve_device(device)
+    models, inputs = {}, None
+    for key, folder in folders.items():
+        saved = load_checkpoint(folder)
+        config = saved["config"]
+        cls = get_method(config["method"])
+        params = from_dict(cls.params_cls, config["params"], where=f"{folder / CHECKPOINT}: params")
+        model = cls.build(params, InputSpec.from_dict(config["spec"]))
+        model.load_state_dict(saved["state"]["model"])
+        models[key] = model
+        inputs = cls.inputs(params)
+    return Embedder(models, inputs, dev)

@@ -1,0 +1,89 @@
+"""Padding masks: padded frames never change the outputs of real frames (layers and whole models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.attention import AlternatingEncoder, AttentionLayer, SelfAttentionStack
+from model.batch import collate, pad_sequences
+from model.method import InputSpec
+from model.registry import get_method
+from tests.tiny_models import tiny_params
+
+
+def _padded(x: torch.Tensor, extra: int, value: float = 7.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, T, D) -> (1, T + extra, D) padded with garbage, and its mask."""
+    pad = torch.full((1, extra, x.shape[-1]), value)
+    mask = torch.cat((torch.ones(1, x.shape[1], dtype=torch.bool), torch.zeros(1, extra, dtype=torch.bool)), 1)
+    return torch.cat((x, pad), 1), mask
+
+
+def test_self_attention_ignores_padding():
+    torch.manual_seed(0)
+    layer = SelfAttentionStack(16, 4, 2).eval()
+    x = torch.randn(1, 9, 16)
+    alone = layer(x, torch.ones(1, 9, dtype=torch.bool))
+    padded, mask = _padded(x, 5)
+    out = layer(padded, mask)
+    torch.testing.assert_close(out[:, :9], alone)
+    assert torch.all(out[:, 9:] == 0)
+
+
+def test_cross_attention_ignores_padding_of_the_context():
+    torch.manual_seed(0)
+    layer = AttentionLayer(16, 2, cross=True).eval()
+    q, ctx = torch.randn(1, 6, 16), torch.randn(1, 8, 16)
+    ones = torch.ones(1, 6, dtype=torch.bool)
+    alone = layer(q, ones, ctx, torch.ones(1, 8, dtype=torch.bool))
+    ctx_p, ctx_mask = _padded(ctx, 4)
+    torch.testing.assert_close(layer(q, ones, ctx_p, ctx_mask), alone)
+
+
+def test_alternating_encoder_pair_and_single_ignore_padding():
+    torch.manual_seed(0)
+    enc = AlternatingEncoder(16, 4, 4).eval()
+    a, b = torch.randn(1, 7, 16), torch.randn(1, 5, 16)
+    a_alone, b_alone = enc(a, torch.ones(1, 7, dtype=torch.bool), b, torch.ones(1, 5, dtype=torch.bool))
+    a_p, ma = _padded(a, 3)
+    b_p, mb = _padded(b, 6)
+    a_out, b_out = enc(a_p, ma, b_p, mb)
+    torch.testing.assert_close(a_out[:, :7], a_alone)
+    torch.testing.assert_close(b_out[:, :5], b_alone)
+    torch.testing.assert_close(enc.single(a_p, ma)[:, :7], enc.single(a, torch.ones(1, 7, dtype=torch.bool)))
+
+
+def test_pad_sequences_masks_real_frames_first():
+    padded, mask = pad_sequences([torch.ones(3, 2), torch.ones(1, 2)])
+    assert padded.shape == (2, 3, 2)
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+def _keypoints(n: int, rng: np.random.Generator) -> np.ndarray:
+    xy = rng.normal(100, 20, (n, 13, 2))
+    conf = (rng.random((n, 13, 1)) > 0.1).astype(float)
+    return np.concatenate([xy, conf], -1).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["masa", "la2ds", "casa", "fusion_early", "fusion_late"])
+def test_model_embeddings_do_not_depend_on_batch_padding(name):
+    """A sequence embedded alone equals the same sequence embedded beside a much longer one."""
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    cls = get_method(name)
+    params = tiny_params(name)
+    spec = InputSpec({"joints_2d": (13, 3), "feature": (24,)}, "penn13")
+    model = cls.build(params, spec).eval()
+    short = {"joints_2d": _keypoints(6, rng), "feature": rng.normal(size=(6, 24)).astype(np.float16)}
+    long = {"joints_2d": _keypoints(17, rng), "feature": rng.normal(size=(17, 24)).astype(np.float16)}
+    names = [array for _, array in cls.inputs(params)]
+
+    def pick(item):
+        return {k: item[k] for k in names}
+
+    with torch.no_grad():
+        alone = model.embed(collate([pick(short)]))
+        together = model.embed(collate([pick(short), pick(long)]))
+    torch.testing.assert_close(together[0, :6], alone[0], atol=1e-5, rtol=1e-4)
+    assert torch.all(together[0, 6:] == 0)

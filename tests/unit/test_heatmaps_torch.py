@@ -1,0 +1,59 @@
+"""The torch heatmap renderer (model/heatmaps.py): grid convention, joints, limbs, missing joints, flips."""
+
+from __future__ import annotations
+
+import torch
+
+from model.heatmap_input import HeatmapAugmentParams, HeatmapInput, HeatmapParams
+from model.heatmaps import crop_box, render_torch
+from pipeline.skeletons import get_layout
+
+PENN = get_layout("penn13")
+
+
+def test_joint_peaks_at_its_grid_cell():
+    box = torch.tensor([0.0, 0.0, 30.0, 30.0])  # one pixel per cell: pixel centre (c + 0.5) is cell c
+    joints = torch.tensor([[[10.5, 20.5, 1.0], [3.5, 4.5, 0.5]]])  # (T=1, K=2, 3)
+    maps = render_torch(joints, [(0, 1)], box, size=30, sigma=1.5)
+    assert maps.shape == (1, 3, 30, 30)
+    assert divmod(int(maps[0, 0].argmax()), 30) == (20, 10)  # (row, col) = (v, u)
+    assert maps[0, 0, 20, 10].item() == 1.0
+    assert abs(maps[0, 1].max().item() - 0.5) < 1e-6  # scaled by confidence
+
+
+def test_limb_is_brightest_along_its_segment_and_weighted_by_the_weaker_joint():
+    box = torch.tensor([0.0, 0.0, 30.0, 30.0])
+    joints = torch.tensor([[[5.5, 15.5, 1.0], [25.5, 15.5, 0.8]]])
+    limb = render_torch(joints, [(0, 1)], box, size=30, sigma=1.0)[0, 2]
+    assert torch.allclose(limb[15, 5:26], torch.full((21,), 0.8))
+    assert limb[15, 0] < 0.8 and limb[10, 15] < 1e-3
+
+
+def test_missing_joints_contribute_nothing():
+    box = torch.tensor([0.0, 0.0, 30.0, 30.0])
+    joints = torch.tensor([[[5.5, 5.5, 0.0], [float("nan"), 3.0, 1.0], [20.5, 20.5, 1.0]]])
+    maps = render_torch(joints, [(0, 2), (1, 2)], box, size=30, sigma=1.0)
+    assert maps[0, 0].max() == 0 and maps[0, 1].max() == 0 and maps[0, 3].max() == 0 and maps[0, 4].max() == 0
+    assert maps[0, 2].max() > 0.9
+    assert torch.isfinite(maps).all()
+
+
+def test_crop_box_holds_every_confident_joint_and_is_square():
+    joints = torch.tensor([[[10.0, 20.0, 1.0], [50.0, 30.0, 1.0], [500.0, 500.0, 0.0]]])
+    x0, y0, x1, y1 = crop_box(joints, pad=0.0, square=True).tolist()
+    assert (x0, x1) == (10.0, 50.0) and x1 - x0 == y1 - y0 and y0 <= 20 and y1 >= 30
+    padded = crop_box(joints, pad=0.1, square=True)
+    assert padded[2] - padded[0] == 48.0
+
+
+def test_flipping_the_skeleton_flips_the_maps_and_swaps_channels():
+    torch.manual_seed(0)
+    heat = HeatmapInput("penn13", HeatmapParams(size=30, sigma=1.0, box_pad=0.0))
+    xy = torch.rand(1, 2, PENN.n_joints, 2) * 80 + 10
+    joints = torch.cat((xy, torch.ones(1, 2, PENN.n_joints, 1)), -1)
+    box = heat.boxes(joints, torch.ones(1, 2, dtype=torch.bool))
+    only_flip = HeatmapAugmentParams(flip_p=1.0, rotate_p=0.0, position_p=0.0)
+    flipped = heat.augment(joints, box, only_flip, torch.Generator().manual_seed(0))
+    maps, maps_f = heat.render(joints, box), heat.render(flipped, box)
+    expected = maps[:, :, list(PENN.channel_flip_permutation)].flip(-1)
+    torch.testing.assert_close(maps_f, expected, atol=1e-5, rtol=1e-4)

@@ -1,0 +1,76 @@
+"""MASA specifics: clip-level options, the clip token in U, and where the clustering gradient goes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.batch import collate
+from model.coordinates import SkeletonAugmentParams
+from model.masa import Masa
+from model.method import InputSpec, Progress
+from tests.tiny_models import tiny_params
+
+SPEC = InputSpec({"joints_2d": (13, 3)}, "penn13")
+
+
+def _batch(lengths=(12, 20, 7)):
+    rng = np.random.default_rng(0)
+    return collate([{"joints_2d": np.concatenate([rng.normal(80, 15, (n, 13, 2)), np.ones((n, 13, 1))], -1)}
+                    for n in lengths])
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"loss_combination": "printed"},
+    {"cluster_level": "clip"},
+    {"clip_token": True, "cluster_level": "token"},
+    {"clip_token": True, "contrast_weight": 1.0, "contrast_on": "token"},
+    {"contrast_weight": 1.0, "contrast_on": "frames", "contrast_head": False, "contrast_per_frame": True},
+    {"shared_trim": False, "augment": SkeletonAugmentParams(rotate_p=1.0, scale_p=1.0)},
+])
+def test_loss_variants_train(options):
+    torch.manual_seed(0)
+    model = Masa.build(tiny_params("masa", **options), SPEC)
+    loss, scalars = model.loss(_batch(), torch.Generator().manual_seed(0), Progress(0, 0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert {"matching", "clustering"} <= set(scalars)
+    assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith("encoder."))
+
+
+def test_clip_token_output_is_appended_to_every_frame():
+    torch.manual_seed(0)
+    model = Masa.build(tiny_params("masa", clip_token=True, cluster_level="token"), SPEC).eval()
+    batch = _batch()
+    with torch.no_grad():
+        u = model.embed(batch)
+    d = tiny_params("masa").d_model
+    assert u.shape == (3, 20, 2 * d)
+    clip = u[0, :12, d:]
+    assert torch.allclose(clip, clip[:1].expand_as(clip))  # one clip vector per sequence
+    assert torch.all(u[2, 7:] == 0)
+
+
+def test_token_options_need_the_clip_token():
+    with pytest.raises(ValueError, match="clip_token"):
+        Masa.build(tiny_params("masa", cluster_level="token"), SPEC)
+
+
+def test_clustering_reaches_the_encoder_only_through_the_predictor_side():
+    """With the matching term switched off, the projection's output Z only gets gradient as the predictor's
+    input (H(Z)), never as the stop-gradient target: zeroing H's dependence on Z leaves Z without gradient."""
+    torch.manual_seed(0)
+    model = Masa.build(tiny_params("masa", matching_weight=0.0), SPEC)
+    grabbed = {}
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        grabbed.setdefault("z", []).append(output)
+
+    model.projection.register_forward_hook(keep)
+    model.predictor.register_forward_pre_hook(lambda _m, args: (args[0].detach(), *args[1:]))
+    loss, _ = model.loss(_batch(), torch.Generator().manual_seed(0), Progress(0, 0))
+    loss.backward()
+    assert all(z.grad is None or torch.all(z.grad == 0) for z in grabbed["z"])
