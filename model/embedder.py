@@ -41,11 +41,26 @@ class Embedder:
         """One sequence {array name: (T, ...)} -> (T, D) float32 embeddings."""
         return self.embed_many([arrays], [activity])[0]
 
-    @torch.no_grad()
     def embed_many(
         self, items: list[Mapping[str, np.ndarray]], activities: list[str | None] | None = None
     ) -> list[np.ndarray]:
         """Several sequences (padded into one batch per model) -> list of (T_i, D) float32 arrays."""
+        return [e.astype(np.float32) for e in self._map("embed", items, activities)]
+
+    def segment_many(
+        self, items: list[Mapping[str, np.ndarray]], activities: list[str | None] | None = None
+    ) -> list[np.ndarray]:
+        """Per-frame segment labels (T_i,) int64 of several sequences, for methods that segment
+        (`AlignmentMethod.segments`, e.g. VASOT's prototype assignment)."""
+        return [s.astype(np.int64) for s in self._map("segment", items, activities)]
+
+    @property
+    def segments(self) -> bool:
+        return all(m.segments for m in self.models.values())
+
+    @torch.no_grad()
+    def _map(self, fn: str, items: list[Mapping[str, np.ndarray]], activities: list[str | None] | None) -> list[np.ndarray]:
+        """Run `model.<fn>(batch)` ((B, T, ...) per frame) over the sequences, routed to their models."""
         activities = activities or [None] * len(items)
         names = [array for _, array in self.inputs]
         out: list[np.ndarray | None] = [None] * len(items)
@@ -59,10 +74,10 @@ class Embedder:
                 selected.append({n: items[i][n] for n in names})
             batch = collate(selected).to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                emb = self.models[key].embed(batch)
-            emb = emb.float().cpu().numpy()
+                result = getattr(self.models[key], fn)(batch)
+            result = (result.float() if result.is_floating_point() else result).cpu().numpy()
             for j, i in enumerate(rows):
-                out[i] = emb[j, : int(batch.mask[j].sum())]
+                out[i] = result[j, : int(batch.mask[j].sum())]
         return out  # type: ignore[return-value]
 
     def _model_key(self, activity: str | None) -> str | None:

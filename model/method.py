@@ -7,7 +7,9 @@ A method is an `nn.Module` subclass of `AlignmentMethod` that declares:
   skeleton layout, read from the artifacts by the train stage: never hard-coded);
 - `loss(batch, gen, progress)`: the training loss on a padded `Batch` (augmentation happens inside, on the
   batch's device, with random draws from the CPU generator `gen`), plus scalars to log;
-- `embed(batch)`: (B, T, D) per-frame embeddings without augmentation, zero on padding.
+- `embed(batch)`: (B, T, D) per-frame embeddings without augmentation, zero on padding;
+- optionally `segment(batch)`: (B, T) int64 per-frame segment labels, with `segments = True` (the train
+  stage then also writes `segments_<method>.zarr`).
 Input normalisation (e.g. keypoints -> centred, scaled coordinates) is part of the method, so `embed` takes
 the arrays exactly as the artifact stores hold them.
 """
@@ -58,6 +60,7 @@ class AlignmentMethod(nn.Module):
     """Base class of the registered methods; see the module docstring for the contract."""
 
     params_cls: ClassVar[type]
+    segments: ClassVar[bool] = False
 
     @classmethod
     def inputs(cls, params: Any) -> tuple[tuple[str, str], ...]:
@@ -72,3 +75,6 @@ class AlignmentMethod(nn.Module):
 
     def embed(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not implement embed")
+
+    def segment(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not segment")

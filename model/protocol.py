@@ -269,10 +269,7 @@ def _kmeans_segmentation(va: VideoSet, seed: int) -> dict[str, float]:
         return {}
     clusters = KMeans(n_clusters=n_phases, n_init=4, random_state=seed).fit_predict(x)
     cuts = np.cumsum([len(e) for e in va.embeddings])[:-1]
-    preds = np.split(clusters, cuts)
-    pooled = S.segmentation_scores(preds, va.labels)
-    each = S.segmentation_scores(preds, va.labels, per_video=True)
-    return {**pooled, **{f"{k}_per_video": v for k, v in each.items()}}
+    return S.cluster_scores(np.split(clusters, cuts), va.labels)
 
 
 def labelled_runs(embs: list[np.ndarray], labels: list[np.ndarray], activities) -> tuple[list, list, list]:

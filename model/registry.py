@@ -22,6 +22,7 @@ METHODS: dict[str, str] = {
     "casa": "model.casa:Casa",
     "fusion_early": "model.fusion_early:FusionEarly",
     "fusion_late": "model.fusion_late:FusionLate",
+    "vasot": "model.vasot:Vasot",
 }
 
 

@@ -152,3 +152,20 @@ def edit_score(
         longest = max(len(a), len(b))
         scores.append(1.0 - _levenshtein(a, b) / longest if longest else 1.0)
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def cluster_scores(
+    preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], overlaps: Sequence[float] = (0.10, 0.25, 0.50)
+) -> dict[str, float]:
+    """Every segmentation metric of unsupervised cluster predictions against per-frame labels: MoF, F1 and
+    mIoU after one Hungarian matching over all videos and after one per video (`*_per_video`), and
+    F1@overlap (`f1_at_<pct>`) and Edit of the predictions relabelled by the pooled matching."""
+    preds, gts = _videos(preds), _videos(gts)
+    flat_p, flat_g = np.concatenate(preds), np.concatenate(gts)
+    labelled = flat_g != UNLABELLED
+    mapped = [apply_mapping(p, hungarian_match(flat_p[labelled], flat_g[labelled])) for p in preds]
+    out = {**segmentation_scores(preds, gts),
+           **{f"{k}_per_video": v for k, v in segmentation_scores(preds, gts, per_video=True).items()}}
+    out.update({f"f1_at_{round(o * 100):d}": segmental_f1(mapped, gts, o) for o in overlaps})
+    out["edit"] = edit_score(mapped, gts)
+    return out

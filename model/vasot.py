@@ -20,8 +20,8 @@ frames are assigned to the K prototypes by balanced OT with the temporal prior (
 By default the plans are targets (computed without gradient, as SwAV's codes); `differentiable_plan`
 back-propagates through the unrolled solver as well (memory grows with its iterations).
 
-Inference: `embed` returns U; `segment` the per-frame prototype index (argmax of the OT assignment);
-`segment_many` segments a list of sequences as the artifact stores hold them.
+Inference: `embed` returns U; `segment` the per-frame prototype index (argmax of the OT assignment), which
+the train stage writes to `segments_vasot.zarr` through `model.embedder.Embedder.segment_many`.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from model import ot
 from model.attention import SelfAttentionStack
-from model.batch import Batch, collate, gather_frames, pad_indices
+from model.batch import Batch, gather_frames, pad_indices
 from model.coordinates import KEYPOINT_ARRAYS, CoordinateInput, SkeletonAugmentParams
 from model.heads import ProjectionHead, mlp
 from model.masa import ARTIFACT_OF
@@ -94,6 +93,7 @@ class VasotParams:
 
 class Vasot(AlignmentMethod):
     params_cls = VasotParams
+    segments = True
 
     @classmethod
     def inputs(cls, params: VasotParams) -> tuple[tuple[str, str], ...]:
@@ -254,17 +254,3 @@ class Vasot(AlignmentMethod):
         z = self._project(self.embed(batch), batch.mask)
         with torch.autocast(z.device.type, enabled=False):
             return ot.segment_labels(self.assign(z, batch.mask), batch.mask)
-
-
-@torch.no_grad()
-def segment_many(model: Vasot, items: list[dict[str, np.ndarray]], device: torch.device | str = "cpu",
-                 *, batch_size: int = 16) -> list[np.ndarray]:
-    """Per-frame segment labels of several sequences ({array name: (T, ...)} each, as the artifact stores
-    hold them) -> list of (T_i,) int64 prototype indices, for `segments_vasot.zarr` {seq}/segment (time,)."""
-    model = model.to(device).eval()
-    out = []
-    for start in range(0, len(items), batch_size):
-        batch = collate(items[start : start + batch_size]).to(device)
-        labels = model.segment(batch).cpu().numpy()
-        out.extend(labels[i, : int(n)] for i, n in enumerate(batch.lengths.tolist()))
-    return out

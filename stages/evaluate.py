@@ -86,6 +86,10 @@ def run(ctx: StageContext, method: str, trained_on: str | None = None, device: s
         results[feat] = evaluate_features(train.videos(tr), val.videos(va), params.protocol, seed=params.seed)
 
     report = _report(ctx, method, trained_on, eval_split, train, val, results, params)
+    if trained_on is None and method != "raw":
+        predicted = _predicted_segmentation(ctx, method, val, params.protocol.segment_overlaps)
+        if predicted is not None:
+            report["features"]["learned"]["segmentation_predicted"] = predicted
     if method == "raw":
         robust, reason = None, "no trained model for method 'raw'"
     elif trained_on is not None:
@@ -117,6 +121,23 @@ def _learned(ctx: StageContext, method: str, trained_on: str | None, device: str
         url = ctx.artifact(f"embeddings_{method}")
         return {"learned": tuple(_read(url, s, "embedding") for s in (train, val))}
     return {}
+
+
+def _predicted_segmentation(ctx: StageContext, method: str, val: Split, overlaps) -> dict[str, Any] | None:
+    """The method's own per-frame segments (`segments_<method>.zarr`, e.g. VASOT's prototypes) scored per
+    activity against the phase labels, Hungarian-matched (compare with `segmentation_kmeans`)."""
+    from model.segmentation_metrics import cluster_scores
+
+    url = ctx.artifact(f"segments_{method}")
+    if val.labels is None or _open(url) is None:
+        return None
+    preds = [p.ravel().astype(np.int64) for p in _read(url, val, "segment")]
+    per = {}
+    for act in sorted(set(val.activities)):
+        rows = [i for i, a in enumerate(val.activities) if a == act]
+        per[act] = cluster_scores([preds[i] for i in rows], [val.labels[i] for i in rows], overlaps)
+    keys = next(iter(per.values()))
+    return {**{k: float(np.mean([p[k] for p in per.values()])) for k in keys}, "per_activity": per}
 
 
 def _split(index: SequenceIndex, split: str) -> Split:

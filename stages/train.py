@@ -9,7 +9,8 @@ Reads only the Zarr artifacts the method declares (`data/<D>/keypoints.zarr` joi
   fingerprint); with `train.multi_activity: false`, one such folder per activity under it;
 - `models/<D>/<method>/log.jsonl`: one JSON record per logged step ({"step", "epoch", "loss", ...});
 - `data/<D>/embeddings_<method>.zarr` `{seq}/embedding (time, feature)` for every sequence of every split,
-  without augmentation.
+  without augmentation;
+- for methods that segment (VASOT), `data/<D>/segments_<method>.zarr` `{seq}/segment (time,)` int64.
 A run interrupted after a checkpoint resumes from it when the config is unchanged (the result equals an
 uninterrupted run); a finished checkpoint with the same config is reused; a changed config starts over.
 """
@@ -97,6 +98,9 @@ def run(ctx: StageContext, method: str, device: str = "auto") -> None:
     embedder = Embedder(models, cls.inputs(method_params), dev)
     params = {"train": to_dict(train_params), method: to_dict(method_params)}
     write_embeddings(ctx, method, embedder, inputs, params, batch_size=train_params.embed_batch_size)
+    if embedder.segments:
+        write_embeddings(ctx, method, embedder, inputs, params, batch_size=train_params.embed_batch_size,
+                         kind="segments")
 
 
 def resolve_device(device: str):
@@ -248,11 +252,16 @@ def _jsonable(obj: Any) -> Any:
 
 # ----------------------------------------------------------------------------- embedding
 def write_embeddings(ctx: StageContext, method: str, embedder: Embedder, inputs: Inputs, params: dict, *,
-                     batch_size: int) -> None:
-    """Embed every sequence (all splits) into data/<D>/embeddings_<method>.zarr, skipping current ones."""
+                     batch_size: int, kind: str = "embeddings") -> None:
+    """Embed (kind "embeddings") or segment (kind "segments") every sequence, all splits, into
+    data/<D>/<kind>_<method>.zarr, skipping sequences that are current."""
     from tqdm.auto import tqdm
 
-    store = ArtifactStore(ctx.artifact(f"embeddings_{method}"), mode="a")
+    name, dims, run = {
+        "embeddings": ("embedding", ("time", "feature"), embedder.embed_many),
+        "segments": ("segment", ("time",), embedder.segment_many),
+    }[kind]
+    store = ArtifactStore(ctx.artifact(f"{kind}_{method}"), mode="a")
     store.set_provenance(stage="train", params=params, method=method)
     models_fp = fingerprint({str(k): _weights_digest(m) for k, m in embedder.models.items()})
     store.prune(inputs.ids)
@@ -262,18 +271,18 @@ def write_embeddings(ctx: StageContext, method: str, embedder: Embedder, inputs:
         if not store.is_current(seq, fp):
             todo.append((i, fp))
     todo.sort(key=lambda item: len(next(iter(inputs.arrays[item[0]].values()))))
-    with tqdm(total=len(todo), desc=f"embed {method}", unit="seq", dynamic_ncols=True) as bar:
+    with tqdm(total=len(todo), desc=f"{kind} {method}", unit="seq", dynamic_ncols=True) as bar:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             acts = [inputs.activities[i] if embedder.per_activity else None for i, _ in chunk]
-            embs = embedder.embed_many([inputs.arrays[i] for i, _ in chunk], acts)
-            for (i, fp), emb in zip(chunk, embs):
+            results = run([inputs.arrays[i] for i, _ in chunk], acts)
+            for (i, fp), out in zip(chunk, results):
                 store.write_sequence(
-                    inputs.ids[i], {"embedding": (emb.astype(np.float32), ("time", "feature"))}, fingerprint=fp,
-                    attrs={"method": method, "n_frames": int(emb.shape[0]), "activity": inputs.activities[i]},
+                    inputs.ids[i], {name: (out, dims)}, fingerprint=fp,
+                    attrs={"method": method, "n_frames": int(out.shape[0]), "activity": inputs.activities[i]},
                 )
             bar.update(len(chunk))
-    log.info("%s: embeddings of %d sequences (%d recomputed) -> %s", ctx.name, len(inputs.ids), len(todo), store.url)
+    log.info("%s: %s of %d sequences (%d recomputed) -> %s", ctx.name, kind, len(inputs.ids), len(todo), store.url)
 
 
 def _weights_digest(model: AlignmentMethod) -> str:

@@ -46,7 +46,8 @@ def test_vasot_segmentation_beats_kmeans_on_raw_keypoints():
 
     from model.method import InputSpec
     from model.trainer import Trainer
-    from model.vasot import Vasot, VasotParams, segment_many
+    from model.embedder import Embedder
+    from model.vasot import Vasot, VasotParams
     from stages.train import TrainParams
 
     n_phases = len(synthetic.ACTIVITIES[ACTIVITY]["phases"])
@@ -63,5 +64,5 @@ def test_vasot_segmentation_beats_kmeans_on_raw_keypoints():
     items = [{"joints_2d": s.joints_2d} for s in train]
     Trainer(model, train_params, items, [ACTIVITY] * len(items), torch.device("cpu")).run(lambda r: None, lambda: None)
 
-    labels = segment_many(model, [{"joints_2d": s.joints_2d} for s in val])
+    labels = Embedder({None: model}, Vasot.inputs(params)).segment_many([{"joints_2d": s.joints_2d} for s in val])
     assert _hungarian_mof(labels, truths) > baseline + 0.1

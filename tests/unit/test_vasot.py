@@ -145,13 +145,15 @@ def test_embed_and_segment_ignore_padding(method):
     assert ((labels[1] >= 0) & (labels[1] < 4)).all()
 
 
-def test_segment_many_matches_batched_segment(method):
+def test_embedder_segments_match_batched_segment(method):
     from model.batch import collate
-    from model.vasot import segment_many
+    from model.embedder import Embedder
 
     model = _model(method)
     items = _sequences([9, 14, 11])
-    labels = segment_many(model, items, batch_size=2)
+    embedder = Embedder({None: model}, type(model).inputs(model.params))
+    assert embedder.segments
+    labels = embedder.segment_many(items[:2]) + embedder.segment_many(items[2:])
     together = model.segment(collate(items))
     assert [len(x) for x in labels] == [9, 14, 11]
     for i, x in enumerate(labels):
