@@ -9,7 +9,7 @@ A method is an `nn.Module` subclass of `AlignmentMethod` that declares:
   batch's device, with random draws from the CPU generator `gen`), plus scalars to log;
 - `embed(batch)`: (B, T, D) per-frame embeddings without augmentation, zero on padding;
 - optionally `segment(batch)`: (B, T) int64 per-frame segment labels, with `segments = True` (the train
-  stage then also writes `segments_<method>.zarr`).
+  stage then also writes `{seq}/segment` into `embeddings_<method>.zarr`).
 Input normalisation (e.g. keypoints -> centred, scaled coordinates) is part of the method, so `embed` takes
 the arrays exactly as the artifact stores hold them.
 """

@@ -21,7 +21,8 @@ By default the plans are targets (computed without gradient, as SwAV's codes); `
 back-propagates through the unrolled solver as well (memory grows with its iterations).
 
 Inference: `embed` returns U; `segment` the per-frame prototype index (argmax of the OT assignment), which
-the train stage writes to `segments_vasot.zarr` through `model.embedder.Embedder.segment_many`.
+the train stage writes beside the embeddings (`embeddings_vasot.zarr {seq}/segment`) through
+`model.embedder.Embedder.segment_many`.
 """
 
 from __future__ import annotations

@@ -124,12 +124,14 @@ def _learned(ctx: StageContext, method: str, trained_on: str | None, device: str
 
 
 def _predicted_segmentation(ctx: StageContext, method: str, val: Split, overlaps) -> dict[str, Any] | None:
-    """The method's own per-frame segments (`segments_<method>.zarr`, e.g. VASOT's prototypes) scored per
-    activity against the phase labels, Hungarian-matched (compare with `segmentation_kmeans`)."""
+    """The method's own per-frame segments (`embeddings_<method>.zarr {seq}/segment`, e.g. VASOT's
+    prototypes) scored per activity against the phase labels, Hungarian-matched (compare with
+    `segmentation_kmeans`); None when the method does not segment or there are no labels."""
     from model.segmentation_metrics import cluster_scores
 
-    url = ctx.artifact(f"segments_{method}")
-    if val.labels is None or _open(url) is None:
+    url = ctx.artifact(f"embeddings_{method}")
+    store = _open(url)
+    if val.labels is None or store is None or not val.ids or "segment" not in store.root[val.ids[0]]:
         return None
     preds = [p.ravel().astype(np.int64) for p in _read(url, val, "segment")]
     per = {}

@@ -9,8 +9,8 @@ Reads only the Zarr artifacts the method declares (`data/<D>/keypoints.zarr` joi
   fingerprint); with `train.multi_activity: false`, one such folder per activity under it;
 - `models/<D>/<method>/log.jsonl`: one JSON record per logged step ({"step", "epoch", "loss", ...});
 - `data/<D>/embeddings_<method>.zarr` `{seq}/embedding (time, feature)` for every sequence of every split,
-  without augmentation;
-- for methods that segment (VASOT), `data/<D>/segments_<method>.zarr` `{seq}/segment (time,)` int64.
+  without augmentation, and for methods that segment (VASOT) `{seq}/segment (time,)` int64 per-frame
+  segment labels beside it (one store per method keeps DVC's outputs fixed per stage).
 A run interrupted after a checkpoint resumes from it when the config is unchanged (the result equals an
 uninterrupted run); a finished checkpoint with the same config is reused; a changed config starts over.
 """
@@ -98,9 +98,6 @@ def run(ctx: StageContext, method: str, device: str = "auto") -> None:
     embedder = Embedder(models, cls.inputs(method_params), dev)
     params = {"train": to_dict(train_params), method: to_dict(method_params)}
     write_embeddings(ctx, method, embedder, inputs, params, batch_size=train_params.embed_batch_size)
-    if embedder.segments:
-        write_embeddings(ctx, method, embedder, inputs, params, batch_size=train_params.embed_batch_size,
-                         kind="segments")
 
 
 def resolve_device(device: str):
@@ -252,18 +249,14 @@ def _jsonable(obj: Any) -> Any:
 
 # ----------------------------------------------------------------------------- embedding
 def write_embeddings(ctx: StageContext, method: str, embedder: Embedder, inputs: Inputs, params: dict, *,
-                     batch_size: int, kind: str = "embeddings") -> None:
-    """Embed (kind "embeddings") or segment (kind "segments") every sequence, all splits, into
-    data/<D>/<kind>_<method>.zarr, skipping sequences that are current."""
+                     batch_size: int) -> None:
+    """Embed (and, for methods that segment, segment) every sequence of every split into
+    data/<D>/embeddings_<method>.zarr, skipping sequences that are current."""
     from tqdm.auto import tqdm
 
-    name, dims, run = {
-        "embeddings": ("embedding", ("time", "feature"), embedder.embed_many),
-        "segments": ("segment", ("time",), embedder.segment_many),
-    }[kind]
-    store = ArtifactStore(ctx.artifact(f"{kind}_{method}"), mode="a")
+    store = ArtifactStore(ctx.artifact(f"embeddings_{method}"), mode="a")
     store.set_provenance(stage="train", params=params, method=method)
-    models_fp = fingerprint({str(k): _weights_digest(m) for k, m in embedder.models.items()})
+    models_fp = fingerprint({str(k): _weights_digest(m) for k, m in embedder.models.items()}, embedder.segments)
     store.prune(inputs.ids)
     todo = []
     for i, seq in enumerate(inputs.ids):
@@ -271,18 +264,23 @@ def write_embeddings(ctx: StageContext, method: str, embedder: Embedder, inputs:
         if not store.is_current(seq, fp):
             todo.append((i, fp))
     todo.sort(key=lambda item: len(next(iter(inputs.arrays[item[0]].values()))))
-    with tqdm(total=len(todo), desc=f"{kind} {method}", unit="seq", dynamic_ncols=True) as bar:
+    with tqdm(total=len(todo), desc=f"embed {method}", unit="seq", dynamic_ncols=True) as bar:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             acts = [inputs.activities[i] if embedder.per_activity else None for i, _ in chunk]
-            results = run([inputs.arrays[i] for i, _ in chunk], acts)
-            for (i, fp), out in zip(chunk, results):
+            items = [inputs.arrays[i] for i, _ in chunk]
+            embs = embedder.embed_many(items, acts)
+            segs = embedder.segment_many(items, acts) if embedder.segments else [None] * len(chunk)
+            for (i, fp), emb, seg in zip(chunk, embs, segs):
+                arrays = {"embedding": (emb, ("time", "feature"))}
+                if seg is not None:
+                    arrays["segment"] = (seg, ("time",))
                 store.write_sequence(
-                    inputs.ids[i], {name: (out, dims)}, fingerprint=fp,
-                    attrs={"method": method, "n_frames": int(out.shape[0]), "activity": inputs.activities[i]},
+                    inputs.ids[i], arrays, fingerprint=fp,
+                    attrs={"method": method, "n_frames": int(emb.shape[0]), "activity": inputs.activities[i]},
                 )
             bar.update(len(chunk))
-    log.info("%s: %s of %d sequences (%d recomputed) -> %s", ctx.name, kind, len(inputs.ids), len(todo), store.url)
+    log.info("%s: embeddings of %d sequences (%d recomputed) -> %s", ctx.name, len(inputs.ids), len(todo), store.url)
 
 
 def _weights_digest(model: AlignmentMethod) -> str:

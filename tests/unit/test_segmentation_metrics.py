@@ -132,3 +132,14 @@ def test_real_label_files_give_mof_one_against_themselves_and_the_counted_value_
     assert S.segmentation_scores(shifted, videos)["mof"] == pytest.approx(_direct_accuracy(shifted, videos))
     assert S.segmentation_scores(shifted, videos)["mof"] < 1.0
     assert S.edit_score(shifted, videos) == pytest.approx(1.0)  # a shift keeps the order of segments
+
+
+def test_cluster_scores_of_a_relabelled_truth_are_perfect_and_drop_with_a_shift():
+    from model.segmentation_metrics import cluster_scores
+
+    gts = [np.array([0, 0, 1, 1, 1, 2, 2]), np.array([0, 1, 1, 2, 2, 2])]
+    perfect = cluster_scores([(g + 1) % 3 + 7 for g in gts], gts)
+    assert all(v == 1.0 for v in perfect.values()), perfect
+    shifted = cluster_scores([np.roll(g, 1) for g in gts], gts)
+    assert shifted["mof"] < 1.0 and shifted["edit"] <= 1.0
+    assert set(perfect) >= {"mof", "f1", "miou", "mof_per_video", "f1_at_10", "f1_at_25", "f1_at_50", "edit"}
