@@ -27,10 +27,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The main job: the whole DAG (generate the sample dataset, extract, train, evaluate) under DVC, then the table.
 demo: $(STAMP)
-	$(BIN)/pipeline make-sample
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
-	$(BIN)/pipeline report
+	@cat reports/metrics.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

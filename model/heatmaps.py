@@ -2,7 +2,8 @@
 
 Same grid, formulas, cutoff and missing-joint rule as the NumPy renderer (see `pipeline.heatmaps`),
 computed densely over the S x S grid with broadcasting, so it runs batched on any device and agrees with
-the NumPy maps to float32 rounding.
+the NumPy maps to float32 rounding. float32 tensors on the CPU (without gradient) take the stage's compiled
+renderer instead, which gives the same maps about ten times faster there.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,6 +33,8 @@ def render_torch(
     """
     if joints.shape[-1] != 3 or joints.dim() < 3:
         raise ValueError(f"joints must be (..., T, K, 3) [x, y, conf], got shape {tuple(joints.shape)}")
+    if joints.device.type == "cpu" and joints.dtype == torch.float32 and not joints.requires_grad:
+        return _render_cpu(joints, limbs, box, size, sigma)
     box = torch.as_tensor(box, dtype=joints.dtype, device=joints.device)
     box = box.reshape(*box.shape[:-1], 1, 1, 4)  # (..., 1, 1, 4): broadcast over time and joints
     u = (joints[..., 0] - box[..., 0]) / (box[..., 2] - box[..., 0]) * size - 0.5
@@ -83,6 +87,18 @@ def crop_box(
     centre = (lo + hi) / 2
     box = torch.cat((centre - size / 2, centre + size / 2), dim=-1)
     return box[0] if single else box
+
+
+def _render_cpu(joints: Tensor, limbs, box, size: int, sigma: float) -> Tensor:
+    """On the CPU, the stage's compiled renderer (same maps, ~10x faster than dense torch), per sequence."""
+    from pipeline.heatmaps import render
+
+    lead = joints.shape[:-3]
+    flat = joints.reshape(-1, *joints.shape[-3:]).numpy()
+    boxes = torch.as_tensor(box, dtype=torch.float64).expand(*lead, 4).reshape(-1, 4).numpy()
+    maps = [render(j, limbs, b, size, sigma) for j, b in zip(flat, boxes)]
+    out = np.stack(maps) if maps else np.zeros((0, joints.shape[-3], joints.shape[-2] + len(limbs), size, size), np.float32)
+    return torch.from_numpy(out).reshape(*lead, *out.shape[1:])
 
 
 def flip_heatmaps_torch(heatmaps: Tensor, layout: Skeleton) -> Tensor:

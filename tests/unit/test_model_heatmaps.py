@@ -55,3 +55,20 @@ def test_torch_flip_equals_numpy_flip():
     layout = get_layout("penn13")
     maps = np.random.default_rng(3).random((2, layout.n_channels, 30, 30)).astype(np.float32)
     np.testing.assert_array_equal(flip_heatmaps_torch(torch.from_numpy(maps), layout).numpy(), flip_heatmaps(maps, layout))
+
+
+def test_cpu_fast_path_equals_the_dense_torch_maps():
+    """float32 CPU tensors go through the compiled renderer; float64 through dense torch: same maps."""
+    import numpy as np
+    import torch
+
+    from model.heatmaps import render_torch
+    from pipeline.skeletons import PENN13
+
+    rng = np.random.default_rng(4)
+    joints = np.concatenate([rng.uniform(0, 100, (2, 5, 13, 2)), (rng.random((2, 5, 13, 1)) > 0.2)], -1)
+    boxes = torch.tensor([[0.0, 0.0, 100.0, 100.0], [10.0, -5.0, 90.0, 110.0]])
+    fast = render_torch(torch.tensor(joints, dtype=torch.float32), PENN13.limbs, boxes, 30, 1.5)
+    dense = render_torch(torch.tensor(joints, dtype=torch.float64), PENN13.limbs, boxes.double(), 30, 1.5)
+    assert fast.shape == dense.shape == (2, 5, PENN13.n_channels, 30, 30)
+    torch.testing.assert_close(fast.double(), dense, atol=1e-5, rtol=1e-5)

@@ -1,4 +1,5 @@
-"""The torch heatmap renderer (model/heatmaps.py): grid convention, joints, limbs, missing joints, flips."""
+"""The torch heatmap path of LA2DS (model/heatmaps.py, model/heatmap_input.py): grid convention, joints, limbs,
+missing joints, crop box, flips."""
 
 from __future__ import annotations
 
