@@ -176,6 +176,12 @@ def save_random_checkpoint(
     settings = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, use_swiglu_ffn=swiglu)
     settings.update(config)
     torch.manual_seed(seed)
-    model = Dinov2Model(Dinov2Config(patch_size=14, image_size=image_size, **settings))
+    # `random_weights` travels in config.json, so stores and reports can say the features carry no training
+    model = Dinov2Model(Dinov2Config(patch_size=14, image_size=image_size, random_weights=True, **settings))
     model.save_pretrained(str(path))
+    (Path(path) / "README.md").write_text(
+        "DINOv2 architecture with RANDOM weights (pipeline.dino.save_random_checkpoint), for offline tests,\n"
+        "benchmarks and the generated sample dataset. Its features carry no pretrained knowledge. For real\n"
+        "features set extract_dino.model to facebook/dinov2-base (or a local copy of it).\n"
+    )
     return Path(path)

@@ -258,9 +258,11 @@ def _report(ctx, method, trained_on, eval_split, train: Split, val: Split, resul
     seconds: dict[str, float] = {}
     for feat, res in results.items():
         seconds.update({f"{feat}.{k}": v for k, v in res.seconds.items()})
+    dino = _open(ctx.artifact("dino"))
     return {
         "dataset": ctx.name,
         "method": method,
+        "dino": None if dino is None else {k: dino.provenance.get(k) for k in ("model", "resolved_revision", "pooling", "random_weights")},
         "trained_on": trained_on,
         "train_split": "train",
         "eval_split": eval_split,

@@ -135,6 +135,7 @@ def _provenance(source: ModelSource, params: ExtractDinoParams) -> dict[str, Any
         "feature_dim": layout[-1][2],
         "feature_layout": [list(part) for part in layout],
         "image_size": params.image_size,
+        "random_weights": bool(getattr(config, "random_weights", False)),
     }
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.context import StageContext
+from pipeline.dino import save_random_checkpoint
 from pipeline.skeletons import PENN13
 from pipeline.synthetic import ACTIVITIES, label_offset, phase_names, sample_sequence
 
@@ -75,7 +76,9 @@ def run(ctx: StageContext) -> None:
     _write_csv(tmp / "sequences.csv", ("sequence", "activity", "split"), [(s, a, sp) for s, a, sp, _ in plan])
     _write_csv(tmp / "labels.csv", ("sequence", "frame", "label"), label_rows)
     _write_csv(tmp / "label_names.csv", ("label", "name"), [(i, f"{a}/{p}") for i, (a, p) in enumerate(phase_names())])
-    write_random_dinov2(tmp / "dinov2-random", hidden=params.dino_hidden, layers=params.dino_layers, seed=params.seed)
+    save_random_checkpoint(tmp / "dinov2-random", hidden_size=params.dino_hidden, num_hidden_layers=params.dino_layers,
+                           num_attention_heads=max(1, params.dino_hidden // 32), intermediate_size=4 * params.dino_hidden,
+                           use_swiglu_ffn=False, image_size=224, seed=params.seed)
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     log.info("sample: %d sequences, %d video frames in %.1f s -> %s", len(plan), n_frames,
@@ -140,22 +143,6 @@ def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
     for frame in frames:
         writer.write(frame[..., ::-1])
     writer.release()
-
-
-def write_random_dinov2(path: Path, *, hidden: int, layers: int, seed: int) -> None:
-    """A DINOv2-architecture checkpoint with random weights, loadable offline like any local checkpoint."""
-    import torch
-    from transformers import Dinov2Config, Dinov2Model
-
-    torch.manual_seed(seed)
-    config = Dinov2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=max(1, hidden // 32),
-                          intermediate_size=hidden * 4, patch_size=14, image_size=224)
-    Dinov2Model(config).eval().save_pretrained(path)
-    (path / "README.md").write_text(
-        "DINOv2 architecture with RANDOM weights, written by `pipeline make-sample` so the sample pipeline runs\n"
-        "offline. Features from it carry no pretrained knowledge. For real features set extract_dino.model to\n"
-        "facebook/dinov2-base (or a local copy of it).\n"
-    )
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows) -> None:

@@ -31,6 +31,8 @@ COLUMNS = (  # header, metric key, field of the metric's dict
     ("Action", "action_recognition", "overall"),
     ("Seg. action", "segment_action_recognition", "overall"),
     ("MoF (k-means)", "segmentation_kmeans", "mof"),
+    ("MoF (own seg.)", "segmentation_predicted", "mof"),
+    ("Edit (own seg.)", "segmentation_predicted", "edit"),
 )
 FEATURES = {"learned": "learned", "raw_keypoints": "raw 2D keypoints", "raw_dino": "raw DINOv2", "time": "t/T"}
 PAPER_NOTES = (
@@ -91,13 +93,19 @@ def _main_table(reports: list[dict[str, Any]]) -> str:
     lines = [_row(head), _row(["---"] * len(head))]
     for dataset in sorted({r["dataset"] for r in reports}):
         mine = [r for r in reports if r["dataset"] == dataset]
+        baselines: dict[tuple, list[str]] = {}  # identical baseline rows of several method runs: shown once
         for r in mine:
             method = r["method"] if not r.get("trained_on") else f"{r['method']} (trained on {r['trained_on']})"
             setting = f"{len(r['activities'])} activities evaluated"
             for feat, metrics in r["features"].items():
-                name = f"**{method}**" if feat == "learned" else f"baseline ({method} run)"
                 cells = [_fmt(k, _cell(metrics, k, f), True) for _, k, f in COLUMNS]
-                lines.append(_row([dataset, name, FEATURES.get(feat, feat), setting, "ours"] + cells))
+                if feat == "learned":
+                    lines.append(_row([dataset, f"**{method}**", FEATURES.get(feat, feat), setting, "ours"] + cells))
+                else:
+                    baselines.setdefault((feat, setting, *cells), []).append(method)
+        for (feat, setting, *cells), runs in baselines.items():
+            name = "baseline" if len(runs) == len(mine) else f"baseline ({', '.join(runs)} runs)"
+            lines.append(_row([dataset, name, FEATURES.get(feat, feat), setting, "ours"] + cells))
         ran = {METHODS.get(r["method"]) for r in mine}
         for p in for_dataset(dataset):  # the papers' rows; the method we reimplemented in bold
             name = f"**{p.method}**" if p.method in ran else p.method
@@ -107,12 +115,13 @@ def _main_table(reports: list[dict[str, Any]]) -> str:
 
 
 def _notes(reports: list[dict[str, Any]]) -> list[str]:
-    notes = ["Protocol (ours, per metrics file):", ""]
+    """The protocol of each metrics file, one line for the method runs of a dataset that share it."""
+    groups: dict[tuple[str, str], list[str]] = {}
     for r in reports:
         proto = r["params"]["protocol"]
         name = r["method"] + (f" trained on {r['trained_on']}" if r.get("trained_on") else "")
-        notes.append(
-            f"- {r['dataset']} / {name}: classifiers fitted on split 'train' ({r['n_train_videos']} videos), "
+        text = (
+            f"classifiers fitted on split 'train' ({r['n_train_videos']} videos), "
             f"evaluated on '{r['eval_split']}' ({r['n_eval_videos']} videos, {len(r['activities'])} activities, "
             f"{'with' if r['frame_labels'] else 'without'} per-frame labels); per activity, then mean over activities; "
             f"tau stride {proto['tau_stride']}, retrieval stride {proto['retrieval_stride']}; "
@@ -126,7 +135,16 @@ def _notes(reports: list[dict[str, Any]]) -> list[str]:
         for metric, reason in sorted(r.get("skipped", {}).items()):
             by_reason.setdefault(reason, []).append(metric)
         for reason, metrics in by_reason.items():
-            notes.append(f"  - not computed ({reason}): {', '.join(metrics)}")
+            text += f"\n  - not computed ({reason}): {', '.join(metrics)}"
+        groups.setdefault((r["dataset"], text), []).append(name)
+    notes = ["Protocol (ours):", ""]
+    notes += [f"- {dataset} / {', '.join(names)}: {text}" for (dataset, text), names in groups.items()]
+    random = sorted({(r["dataset"], r["dino"]["model"]) for r in reports if (r.get("dino") or {}).get("random_weights")})
+    notes += [
+        f"- {dataset}: DINOv2 features (raw DINOv2 rows, fusion methods) come from {model}, a checkpoint with RANDOM "
+        "weights (offline sample); set extract_dino.model to facebook/dinov2-base for real features."
+        for dataset, model in random
+    ]
     return notes + [""] + [f"- {n}" for n in PAPER_NOTES]
 
 

@@ -90,3 +90,18 @@ def test_published_values_are_in_the_papers_units():
                 assert 0 < value <= 1, (p, key)
             else:
                 assert 1 < value <= 100, (p, key)
+
+
+def test_random_dinov2_features_are_stated(tmp_path):
+    _write(tmp_path, "sample", "la2ds", dino={"model": "data/sample/raw/dinov2-random", "random_weights": True})
+    _write(tmp_path, "h2o", "la2ds", dino={"model": "facebook/dinov2-base", "random_weights": False})
+    text = report.run(tmp_path)
+    assert "sample: DINOv2 features" in text and "RANDOM" in text and "dinov2-random" in text
+    assert "h2o: DINOv2 features" not in text
+
+
+def test_baselines_shared_by_method_runs_are_shown_once(tmp_path):
+    _write(tmp_path, "h2o", "la2ds")
+    _write(tmp_path, "h2o", "masa", method="masa")
+    rows = [line for line in report.run(tmp_path).splitlines() if line.startswith("| h2o") and "| t/T |" in line]
+    assert len(rows) == 1 and "| baseline |" in rows[0]
