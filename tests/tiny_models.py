@@ -13,6 +13,7 @@ TINY: dict[str, dict[str, Any]] = {
     "casa": dict(mlp_hidden=16, d_model=16, heads=2, layers=1, proj_hidden=16, proj_dim=16),
     "la2ds": dict(d_model=16, heads=2, proj_hidden=16, proj_dim=16, max_len=64),
     "fusion_late": dict(d_model=16, heads=2, rgb_hidden=16, proj_hidden=16, proj_dim=16, max_len=64, stage1_epochs=1),
+    "vasot": dict(mlp_hidden=16, d_model=16, heads=2, layers=1, proj_hidden=16, proj_dim=16, n_prototypes=3),
 }
 
 

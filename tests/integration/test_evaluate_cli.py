@@ -20,7 +20,7 @@ def test_evaluate_raw_then_report(project):
 
     result = CliRunner().invoke(main, ["report", "--out", "reports/metrics.md"])
     assert result.exit_code == 0, result.output
-    assert "| sample | baseline (raw run) | t/T |" in result.output
+    assert "| sample | baseline | t/T |" in result.output
     assert (project / "reports" / "metrics.md").read_text().strip() in result.output
 
 

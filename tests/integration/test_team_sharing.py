@@ -31,13 +31,15 @@ def test_clone_pulls_features_and_trains_without_extracting(team):
     root, a, _ = team
     b = root / "b"
     run(["git", "clone", "-q", str(a), str(b)], root)
-    run(["dvc", "pull"], b)
-    assert run(["dvc", "status"], b).stdout.strip().endswith("up to date.")
+    run(["dvc", "pull", "--with-deps", *EXTRACTION], b)  # A pushed its extraction; nothing was trained there
+    assert run(["dvc", "status", "--with-deps", *EXTRACTION], b).stdout.strip().endswith("up to date.")
     for artifact in ARTIFACTS:
         assert_same_stores(b / "data" / "sample" / f"{artifact}.zarr", a / "data" / "sample" / f"{artifact}.zarr")
     stamps = {p: p.stat().st_mtime_ns for art in ARTIFACTS for p in (b / "data" / "sample" / f"{art}.zarr").rglob("*")}
     out = repro(b, *EXTRACTION)
     assert "Running stage" not in out
+    run(["pipeline", "-q", "train", "--dataset", "sample", "--method", "casa"], b)
+    assert (b / "data" / "sample" / "embeddings_casa.zarr").is_dir()
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items()), "extraction artifacts were rewritten"
 
 
@@ -50,7 +52,7 @@ def test_corrupted_remote_file_is_refused(team):
     victim.write_bytes(bytes(data))
     c = root / "c"
     run(["git", "clone", "-q", str(a), str(c)], root)
-    result = run(["dvc", "pull"], c, check=False)
+    result = run(["dvc", "pull", "--with-deps", *EXTRACTION], c, check=False)
     assert result.returncode != 0
     assert "Checkout failed" in result.stderr + result.stdout
     for artifact in ARTIFACTS:
