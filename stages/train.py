@@ -100,7 +100,8 @@ def run(ctx: StageContext, method: str, device: str = "auto") -> None:
 
 
 def resolve_device(device: str):
-    """"auto" -> CUDA when available, else CPU (with torch using every core this process may run on)."""
+    """"auto" -> CUDA when available, else CPU (torch uses at most the cores this process may run on; a
+    caller that asked for fewer threads, e.g. on a shared machine, keeps its setting)."""
     import torch
 
     if device == "auto":
@@ -109,7 +110,7 @@ def resolve_device(device: str):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device} requested but CUDA is not available")
     if dev.type == "cpu":
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0)))))
     return dev
 
 
