@@ -66,19 +66,26 @@ def joint_maps(uv: torch.Tensor, conf: torch.Tensor, size: int, sigma: float) ->
 def limb_maps(
     uv: torch.Tensor, conf: torch.Tensor, limbs: Sequence[tuple[int, int]], size: int, sigma: float
 ) -> torch.Tensor:
-    """(..., K, 2), (..., K) -> (..., L, S, S): Gaussians of the distance to each limb's segment."""
+    """(..., K, 2), (..., K) -> (..., L, S, S): Gaussians of the distance to each limb's segment.
+
+    Computed by broadcasting a column term against a row term (no (..., S, S, 2) intermediates): with
+    p = (c, r), the projection parameter t = ((p - a) . (b - a)) / |b - a|^2 clamped to [0, 1], and
+    d^2 = |p - a - t (b - a)|^2.
+    """
     a_idx = [a for a, _ in limbs]
     b_idx = [b for _, b in limbs]
     a, b = uv[..., a_idx, :], uv[..., b_idx, :]  # (..., L, 2)
     weight = torch.minimum(conf[..., a_idx], conf[..., b_idx])  # (..., L)
     cells = torch.arange(size, device=uv.device, dtype=uv.dtype)
-    px = cells[None, :].expand(size, size)  # column index c at [r, c]
-    py = cells[:, None].expand(size, size)  # row index r
-    ab = (b - a)[..., None, None, :]  # (..., L, 1, 1, 2)
-    ap = torch.stack((px - a[..., 0, None, None], py - a[..., 1, None, None]), dim=-1)  # (..., L, S, S, 2)
-    t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-12)).clamp(0, 1)  # (..., L, S, S)
-    dist2 = ((ap - t[..., None] * ab) ** 2).sum(-1)
-    return weight[..., None, None] * torch.exp(-dist2 / (2 * sigma**2))
+    ab = b - a
+    dx = cells - a[..., 0:1]  # (..., L, S): c - a_x along columns
+    dy = cells - a[..., 1:2]  # (..., L, S): r - a_y along rows
+    norm = (ab * ab).sum(-1).clamp(min=1e-12)[..., None, None]  # (..., L, 1, 1)
+    t = ((dy * ab[..., 1:2])[..., :, None] + (dx * ab[..., 0:1])[..., None, :]) / norm  # (..., L, S, S)
+    t = t.clamp(0, 1)
+    ex = dx[..., None, :] - t * ab[..., 0, None, None]
+    ey = dy[..., :, None] - t * ab[..., 1, None, None]
+    return weight[..., None, None] * torch.exp(-(ex * ex + ey * ey) / (2 * sigma**2))
 
 
 def render_torch(
