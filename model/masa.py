@@ -19,7 +19,8 @@ Clip-level options (params; all off reproduces the paper's formulation):
   as negatives, on the frames of U ("frames", time-averaged or per frame) or on the clip token ("token"),
   through an MLP head (`contrast_head`) or directly.
 - `decode_weight` > 0 asks the clip token of each view to reproduce the other view's unaugmented skeleton
-  trajectory (`model.clip_objectives.TrajectoryDecoder`).
+  trajectory across the trimmed window, as a function of time within the window
+  (`model.clip_objectives.TrajectoryDecoder`).
 
 Input streams (`inputs`): keypoint arrays (joints_2d, joints_3d) as normalised coordinates, and/or DINO
 features (`feature`, layer-normalised), concatenated per frame; `fusion_early` is this class with both.
@@ -249,9 +250,10 @@ class Masa(AlignmentMethod):
             scalars["contrast"] = float(contrast.detach())
         if self.decoder is not None:
             name = self.decode_array
+            t1, t2 = _window_times(g1, m1, g2, m2)
             decode = 0.5 * (
-                self.decoder.loss(c1, g2 / scale, view2[name], view2[name + ".conf"], m2)
-                + self.decoder.loss(c2, g1 / scale, view1[name], view1[name + ".conf"], m1)
+                self.decoder.loss(c1, t2, view2[name], view2[name + ".conf"], m2)
+                + self.decoder.loss(c2, t1, view1[name], view1[name + ".conf"], m1)
             )
             total = total + p.decode_weight * decode
             scalars["decode"] = float(decode.detach())
@@ -278,3 +280,13 @@ def _overlap(g1: torch.Tensor, m1: torch.Tensor, g2: torch.Tensor, m2: torch.Ten
 
     (lo1, hi1), (lo2, hi2) = span(g1, m1), span(g2, m2)
     return m1 & (g1 >= lo2) & (g1 <= hi2), m2 & (g2 >= lo1) & (g2 <= hi1)
+
+
+def _window_times(g1: torch.Tensor, m1: torch.Tensor, g2: torch.Tensor, m2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each view's frames as times in [0, 1] across the stretch of the original both views cover (the trimmed
+    window): what a clip vector, which never sees where its window lies in the original, can describe."""
+    big = torch.iinfo(g1.dtype).max
+    lo = torch.minimum(torch.where(m1, g1, big).amin(1), torch.where(m2, g2, big).amin(1))[:, None]
+    hi = torch.maximum(torch.where(m1, g1, -1).amax(1), torch.where(m2, g2, -1).amax(1))[:, None]
+    span = (hi - lo).clamp(min=1).float()
+    return (g1 - lo).float() / span, (g2 - lo).float() / span
