@@ -210,7 +210,8 @@ def train_model(cls, method: str, method_params, train_params: TrainParams, inpu
     })
     torch.manual_seed(train_params.seed)
     model = cls.build(method_params, inputs.spec)
-    trainer = Trainer(model, train_params, [inputs.arrays[i] for i in rows], [inputs.activities[i] for i in rows], device)
+    trainer = Trainer(model, train_params, [inputs.arrays[i] for i in rows], [inputs.activities[i] for i in rows],
+                      device, ids=[inputs.ids[i] for i in rows])
     log_path = folder / "log.jsonl"
     if (folder / CHECKPOINT).is_file():
         saved = load_checkpoint(folder)
@@ -267,7 +268,11 @@ def write_embeddings(ctx: StageContext, method: str, embedder: Embedder, inputs:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             acts = [inputs.activities[i] if embedder.per_activity else None for i, _ in chunk]
-            embs = embedder.embed_many([inputs.arrays[i] for i, _ in chunk], acts)
+            try:
+                embs = embedder.embed_many([inputs.arrays[i] for i, _ in chunk], acts)
+            except (ValueError, IndexError) as err:
+                names = [inputs.ids[i] for i, _ in chunk]
+                raise RuntimeError(f"cannot embed sequences {names}: {err}") from err
             for (i, fp), emb in zip(chunk, embs):
                 store.write_sequence(
                     inputs.ids[i], {"embedding": (emb.astype(np.float32), ("time", "feature"))}, fingerprint=fp,
