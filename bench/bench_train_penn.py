@@ -11,8 +11,9 @@ scores the embeddings of the evaluation split:
   that show the same action, averaged over a video's frames, then over videos;
 - action recognition: 16 frames at uniform positions per sequence, their embeddings concatenated in time
   order, standardised, multinomial logistic regression fitted on the training sequences' embeddings;
-beside the same metrics for the raw normalised keypoints and for t/T, and prints ONE JSON line with the
-targets (AP@10 >= 0.95, action recognition >= 0.97, training <= 900 s on CPU).
+beside the same metrics for the raw normalised keypoints, for the raw keypoints with their sequence's mean and
+standard deviation appended to every frame (no learning, but clip context), and for t/T, and prints ONE
+JSON line with the targets (AP@10 >= 0.95, action recognition >= 0.97, training <= 900 s on CPU).
 
 `--split val` carves a validation split from the official train split (20% of each action's videos,
 seed 0), trains on the rest and evaluates on it: use it for every choice of method or params; `test`
@@ -171,11 +172,18 @@ def evaluate(ctx, method: str, split: str) -> dict:
         xy, conf = coords.prepare(joints, torch.ones(joints.shape[:2], dtype=torch.bool))
         return coords.features(xy, conf)[0].numpy()
 
+    def raw_with_clip_stats(seq: str) -> np.ndarray:
+        """No learning, with context: each frame's keypoints beside its sequence's mean and std (weight 3)."""
+        e = raw(seq)
+        stats = np.concatenate([e.mean(0), e.std(0)]) * 3.0
+        return np.concatenate([e, np.repeat(stats[None], len(e), 0)], 1)
+
     def time_only(seq: str) -> np.ndarray:
         n = int(table.loc[table["id"] == seq, "n_frames"].iloc[0])
         return (np.arange(n) / max(n - 1, 1))[:, None]
 
-    sources = {"model": lambda s: emb_store.read(s, "embedding"), "raw_keypoints": raw, "t_over_T": time_only}
+    sources = {"model": lambda s: emb_store.read(s, "embedding"), "raw_keypoints": raw,
+               "raw_keypoints_with_clip_stats": raw_with_clip_stats, "t_over_T": time_only}
     out = {}
     for name, read in sources.items():
         tr = [read(s) for s in train["id"]]

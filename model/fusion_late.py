@@ -106,8 +106,8 @@ class FusionLate(AlignmentMethod):
         g0, m0, pos, m1 = g0.to(device), m0.to(device), pos.to(device), m1.to(device)
         joints0, feat0 = gather_frames(joints, g0), gather_frames(features, g0)
         joints1 = self.heat.augment(gather_frames(joints0, pos), box, p.augment, gen)
-        h0, f0 = self._tokens(self.heat.render(joints0, box), feat0, m0)
-        h1, f1 = self._tokens(self.heat.render(joints1, box), gather_frames(feat0, pos), m1)
+        h0, f0 = self._tokens(self.heat.render(joints0, box, m0), feat0, m0)
+        h1, f1 = self._tokens(self.heat.render(joints1, box, m1), gather_frames(feat0, pos), m1)
         scale = (m0.sum(1) - 1).clamp(min=1).float()[:, None]
         index0 = torch.arange(m0.shape[1], device=device).float()[None, :] / scale
 
@@ -124,6 +124,6 @@ class FusionLate(AlignmentMethod):
     def embed(self, batch: Batch) -> torch.Tensor:
         """(B, T, d_model) fused embeddings of the unaugmented sequences."""
         joints, mask = batch.arrays["joints_2d"], batch.mask
-        maps = self.heat.render(joints, self.heat.boxes(joints, mask))
+        maps = self.heat.render(joints, self.heat.boxes(joints, mask), mask)
         h, f = self._tokens(maps, batch.arrays["feature"], mask)
         return self.head.single(self._fused(h, f, mask), mask)

@@ -63,9 +63,20 @@ class HeatmapInput:
         """(B, T, K, 3), (B, T) -> (B, 4) crop boxes over each sequence's confident joints."""
         return crop_box(joints.float(), mask, pad=self.params.box_pad, square=self.params.box_square)
 
-    def render(self, joints: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-        """(B, T, K, 3) pixels, (B, 4) boxes -> (B, T, K + L, S, S)."""
-        return render_torch(joints.float(), self.layout.limbs, box, self.params.size, self.params.sigma)
+    def render(self, joints: torch.Tensor, box: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, K, 3) pixels, (B, 4) boxes -> (B, T, K + L, S, S); with `mask` (B, T) only real frames are
+        rasterised (padding stays zero)."""
+        p = self.params
+        if mask is None:
+            return render_torch(joints.float(), self.layout.limbs, box, p.size, p.sigma)
+        if joints.device.type == "cpu":  # the compiled per-sequence renderer: padding costs little there
+            return render_torch(joints.float(), self.layout.limbs, box, p.size, p.sigma) * mask[..., None, None, None]
+        B, T = mask.shape
+        rows = torch.arange(B, device=mask.device)[:, None].expand(B, T)[mask]  # (N,) sequence of each real frame
+        frames = render_torch(joints[mask].float()[:, None], self.layout.limbs, box[rows], p.size, p.sigma)[:, 0]
+        out = frames.new_zeros(B, T, *frames.shape[1:])
+        out[mask] = frames
+        return out
 
     def augment(self, joints: torch.Tensor, box: torch.Tensor, p: HeatmapAugmentParams, gen: torch.Generator) -> torch.Tensor:
         """Flip, one-limb rotation and position noise of (B, T, K, 3) joints in pixels (confidences follow

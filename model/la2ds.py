@@ -92,7 +92,7 @@ class La2ds(AlignmentMethod):
         g0, m0, pos, m1 = g0.to(device), m0.to(device), pos.to(device), m1.to(device)
         original = gather_frames(joints, g0)
         augmented = self.heat.augment(gather_frames(original, pos), box, p.augment, gen)
-        return (self.heat.render(original, box), m0), (self.heat.render(augmented, box), m1), pos
+        return (self.heat.render(original, box, m0), m0), (self.heat.render(augmented, box, m1), m1), pos
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
         (maps0, m0), (maps1, m1), pos = self.views(batch, gen)
@@ -106,5 +106,5 @@ class La2ds(AlignmentMethod):
     def embed(self, batch: Batch) -> torch.Tensor:
         """(B, T, d_model) embeddings of the unaugmented sequences (cross-attention over themselves)."""
         joints = batch.arrays["joints_2d"]
-        maps = self.heat.render(joints, self.heat.boxes(joints, batch.mask))
+        maps = self.heat.render(joints, self.heat.boxes(joints, batch.mask), batch.mask)
         return self.head.single(self.encoder(maps, batch.mask), batch.mask)

@@ -18,6 +18,9 @@ Clip-level options (params; all off reproduces the paper's formulation):
 - `contrast_weight` > 0 adds InfoNCE between the two views of each sequence with the batch's other sequences
   as negatives, on the frames of U ("frames", time-averaged or per frame) or on the clip token ("token"),
   through an MLP head (`contrast_head`) or directly.
+- `decode_weight` > 0 asks the clip token of each view to reproduce the other view's unaugmented skeleton
+  trajectory across the trimmed window, as a function of time within the window
+  (`model.clip_objectives.TrajectoryDecoder`).
 
 Input streams (`inputs`): keypoint arrays (joints_2d, joints_3d) as normalised coordinates, and/or DINO
 features (`feature`, layer-normalised), concatenated per frame; `fusion_early` is this class with both.
@@ -29,11 +32,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from model.attention import AlternatingEncoder, SelfAttentionStack
 from model.batch import Batch, gather_frames, pad_indices
+from model.clip_objectives import TokenSimSiam, TrajectoryDecoder
 from model.coordinates import KEYPOINT_ARRAYS, CoordinateInput, SkeletonAugmentParams
 from model.heads import ProjectionHead, mlp
 from model.losses import (
@@ -83,6 +86,7 @@ class MasaParams:
     contrast_per_frame: bool = False
     contrast_on: Literal["frames", "token"] = "frames"
     contrast_head: bool = True
+    decode_weight: float = 0.0
     trim_min_fraction: float = 0.5
     shared_trim: bool = True
     rate_min: float = 0.5
@@ -134,8 +138,14 @@ class Masa(AlignmentMethod):
         self.predictor = SelfAttentionStack(p.proj_dim, p.heads, p.predictor_layers, ff_mult=p.ff_mult)
         self.predictor_out = nn.Linear(p.proj_dim, p.proj_dim)
         if p.cluster_level == "token":
-            self.clip_projection = ProjectionHead(p.d_model, p.proj_hidden, p.proj_dim, depth=p.proj_layers, batch_norm=True)
-            self.clip_predictor = mlp([p.proj_dim, p.proj_hidden, p.proj_dim])
+            self.token_simsiam = TokenSimSiam(p.d_model, p.proj_hidden, p.proj_dim, depth=p.proj_layers)
+        self.decoder: TrajectoryDecoder | None = None
+        if p.decode_weight > 0:
+            skeleton = next((c for c in self.coords.values()), None)
+            if skeleton is None or not p.clip_token:
+                raise ValueError(f"{type(self).__name__}: decode_weight > 0 needs a keypoint input and clip_token: true")
+            self.decode_array = skeleton.array
+            self.decoder = TrajectoryDecoder(p.d_model, p.proj_hidden, skeleton.layout.n_joints, skeleton.coord_dim)
         self.contrast_head: nn.Module | None = None
         if p.contrast_weight > 0:
             source = p.d_model if p.contrast_on == "token" else self.dim
@@ -213,13 +223,6 @@ class Masa(AlignmentMethod):
         h2 = self.predictor_out(self.predictor(z2, m2)) * m2.unsqueeze(-1)
         return (u1, u2), (z1, z2), (h1, h2), (c1, c2)
 
-    def _token_clustering(self, c1: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
-        """Clip-level clustering on the clip tokens (B, d): SimSiam's symmetric stop-gradient negative cosine."""
-        ones = torch.ones(c1.shape[0], 1, dtype=torch.bool, device=c1.device)
-        z1, z2 = self.clip_projection(c1[:, None], ones)[:, 0], self.clip_projection(c2[:, None], ones)[:, 0]
-        p1, p2 = self.clip_predictor(z1), self.clip_predictor(z2)
-        return -0.5 * (F.cosine_similarity(z1.detach(), p2, dim=-1).mean() + F.cosine_similarity(z2.detach(), p1, dim=-1).mean())
-
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
         p = self.params
         view1, m1, g1, view2, m2, g2 = self.views(batch, gen)
@@ -233,7 +236,7 @@ class Masa(AlignmentMethod):
         elif p.cluster_level == "clip":
             clustering = clip_clustering_loss(z1, h1, m1, z2, h2, m2)
         else:
-            clustering = self._token_clustering(c1, c2)
+            clustering = self.token_simsiam(c1, c2)
         total = combine_losses(p.matching_weight * matching, clustering, p.loss_combination, weight=p.cluster_weight)
         scalars = {"matching": float(matching.detach()), "clustering": float(clustering.detach())}
         if self.contrast_head is not None:
@@ -245,6 +248,15 @@ class Masa(AlignmentMethod):
             contrast = clip_contrastive_loss(v1, n1, v2, n2, p.contrast_temperature, per_frame=p.contrast_per_frame)
             total = total + p.contrast_weight * contrast
             scalars["contrast"] = float(contrast.detach())
+        if self.decoder is not None:
+            name = self.decode_array
+            t1, t2 = _window_times(g1, m1, g2, m2)
+            decode = 0.5 * (
+                self.decoder.loss(c1, t2, view2[name], view2[name + ".conf"], m2)
+                + self.decoder.loss(c2, t1, view1[name], view1[name + ".conf"], m1)
+            )
+            total = total + p.decode_weight * decode
+            scalars["decode"] = float(decode.detach())
         return total, scalars
 
     # ------------------------------------------------------------------ inference
@@ -268,3 +280,13 @@ def _overlap(g1: torch.Tensor, m1: torch.Tensor, g2: torch.Tensor, m2: torch.Ten
 
     (lo1, hi1), (lo2, hi2) = span(g1, m1), span(g2, m2)
     return m1 & (g1 >= lo2) & (g1 <= hi2), m2 & (g2 >= lo1) & (g2 <= hi1)
+
+
+def _window_times(g1: torch.Tensor, m1: torch.Tensor, g2: torch.Tensor, m2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each view's frames as times in [0, 1] across the stretch of the original both views cover (the trimmed
+    window): what a clip vector, which never sees where its window lies in the original, can describe."""
+    big = torch.iinfo(g1.dtype).max
+    lo = torch.minimum(torch.where(m1, g1, big).amin(1), torch.where(m2, g2, big).amin(1))[:, None]
+    hi = torch.maximum(torch.where(m1, g1, -1).amax(1), torch.where(m2, g2, -1).amax(1))[:, None]
+    span = (hi - lo).clamp(min=1).float()
+    return (g1 - lo).float() / span, (g2 - lo).float() / span

@@ -68,6 +68,11 @@ def _group_mean(xy: torch.Tensor, conf: torch.Tensor, group: tuple[int, ...]) ->
     return mean, total
 
 
+def _masked_time_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T) -> (B, D): the weighted mean over time."""
+    return (x * weight.unsqueeze(-1)).sum(1) / weight.sum(1).clamp(min=1).unsqueeze(-1)
+
+
 def normalise(
     xy: torch.Tensor,
     conf: torch.Tensor,
@@ -79,7 +84,9 @@ def normalise(
 
     xy: (B, T, K, D), conf: (B, T, K), mask: (B, T) -> (B, T, K, D), zero for missing joints and padding.
     "sequence" keeps the body's motion through the frame (one centre and scale per sequence, averaged over
-    its frames); "frame" removes it. A frame without root or scale joints falls back to its sequence's.
+    its frames); "frame" removes it. A frame without root or scale joints falls back to its sequence's; a
+    sequence without any confident root (scale) joint is centred on the mean of its confident joints (sized by
+    their RMS distance from that centre), so a skeleton is never left in pixels.
     """
     conf = conf * mask.unsqueeze(-1)
     root, w_root = _group_mean(xy, conf, layout.root)  # (B, T, D), (B, T)
@@ -88,8 +95,15 @@ def normalise(
     ok_root = (w_root > 0).float()
     ok_scale = ((w_top > 0) & (w_bottom > 0)).float()
     length = (top - bottom).norm(dim=-1)  # (B, T)
-    seq_root = (root * ok_root.unsqueeze(-1)).sum(1) / ok_root.sum(1).clamp(min=1).unsqueeze(-1)  # (B, D)
+    seq_root = _masked_time_mean(root, ok_root)  # (B, D)
+    # a sequence whose root joints are never confident is centred on the mean of its confident joints
+    everything, w_all = _group_mean(xy, conf, tuple(range(xy.shape[-2])))
+    seq_root = torch.where(ok_root.sum(1, keepdim=True) > 0, seq_root, _masked_time_mean(everything, (w_all > 0).float()))
     seq_scale = (length * ok_scale).sum(1) / ok_scale.sum(1).clamp(min=1)  # (B,)
+    # ... and one whose scale joints never are is sized by the RMS distance of its joints from that centre
+    sq = ((xy - seq_root[:, None, None, :]) ** 2).sum(-1)  # (B, T, K)
+    spread = ((sq * (conf > 0)).sum((1, 2)) / (conf > 0).sum((1, 2)).clamp(min=1)).sqrt()
+    seq_scale = torch.where(ok_scale.sum(1) > 0, seq_scale, spread)
     seq_scale = torch.where(seq_scale > 1e-6, seq_scale, torch.ones_like(seq_scale))
     if mode == "sequence":
         centre, scale = seq_root[:, None, :], seq_scale[:, None]

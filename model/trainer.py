@@ -32,7 +32,8 @@ def step_seed(seed: int, step: int) -> int:
 
 
 class Trainer:
-    """Trains `model` on in-memory sequences ({array name: (T, ...)} each) with the stage's TrainParams."""
+    """Trains `model` on in-memory sequences ({array name: (T, ...)} each) with the stage's TrainParams;
+    `ids` name the sequences in error messages."""
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class Trainer:
         sequences: Sequence[dict[str, np.ndarray]],
         activities: Sequence[str],
         device: torch.device,
+        ids: Sequence[str] | None = None,
     ):
         if not sequences:
             raise ValueError("no training sequences")
@@ -48,6 +50,7 @@ class Trainer:
         self.params = params
         self.sequences = sequences
         self.activities = list(activities)
+        self.ids = list(ids) if ids is not None else [str(i) for i in range(len(sequences))]
         self.device = device
         self.lengths = [len(next(iter(s.values()))) for s in sequences]
         self.n_batches = batches_per_epoch(self.lengths, params.bucket_edges, params.batch_size)
@@ -85,8 +88,12 @@ class Trainer:
         batch = batch.to(self.device)
         self.model.train()
         progress = Progress(epoch=epoch, step=self.step, epochs=self.params.epochs)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss, scalars = self.model.loss(batch, gen, progress)
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                loss, scalars = self.model.loss(batch, gen, progress)
+        except (ValueError, IndexError) as err:
+            names = [self.ids[i] for i in positions]
+            raise RuntimeError(f"training step {self.step} failed on sequences {names}: {err}") from err
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at step {self.step} (epoch {epoch}); scalars {scalars}")
         self.optimizer.zero_grad(set_to_none=True)

@@ -101,7 +101,8 @@ def run(ctx: StageContext, method: str, device: str = "auto") -> None:
 
 
 def resolve_device(device: str):
-    """"auto" -> CUDA when available, else CPU (with torch using every core this process may run on)."""
+    """"auto" -> CUDA when available, else CPU (torch uses at most the cores this process may run on; a
+    caller that asked for fewer threads, e.g. on a shared machine, keeps its setting)."""
     import torch
 
     if device == "auto":
@@ -110,7 +111,7 @@ def resolve_device(device: str):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device} requested but CUDA is not available")
     if dev.type == "cpu":
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0)))))
     return dev
 
 
@@ -210,7 +211,8 @@ def train_model(cls, method: str, method_params, train_params: TrainParams, inpu
     })
     torch.manual_seed(train_params.seed)
     model = cls.build(method_params, inputs.spec)
-    trainer = Trainer(model, train_params, [inputs.arrays[i] for i in rows], [inputs.activities[i] for i in rows], device)
+    trainer = Trainer(model, train_params, [inputs.arrays[i] for i in rows], [inputs.activities[i] for i in rows],
+                      device, ids=[inputs.ids[i] for i in rows])
     log_path = folder / "log.jsonl"
     if (folder / CHECKPOINT).is_file():
         saved = load_checkpoint(folder)
@@ -269,10 +271,14 @@ def write_embeddings(ctx: StageContext, method: str, embedder: Embedder, inputs:
             chunk = todo[start : start + batch_size]
             acts = [inputs.activities[i] if embedder.per_activity else None for i, _ in chunk]
             items = [inputs.arrays[i] for i, _ in chunk]
-            embs = embedder.embed_many(items, acts)
-            segs = embedder.segment_many(items, acts) if embedder.segments else [None] * len(chunk)
+            try:
+                embs = embedder.embed_many(items, acts)
+                segs = embedder.segment_many(items, acts) if embedder.segments else [None] * len(chunk)
+            except (ValueError, IndexError) as err:
+                names = [inputs.ids[i] for i, _ in chunk]
+                raise RuntimeError(f"cannot embed sequences {names}: {err}") from err
             for (i, fp), emb, seg in zip(chunk, embs, segs):
-                arrays = {"embedding": (emb, ("time", "feature"))}
+                arrays = {"embedding": (np.asarray(emb, np.float32), ("time", "feature"))}
                 if seg is not None:
                     arrays["segment"] = (seg, ("time",))
                 store.write_sequence(

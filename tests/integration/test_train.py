@@ -127,11 +127,12 @@ def test_embeddings_cover_every_sequence_and_match_the_checkpoint(trained):
     assert store.sequences() == kp.sequences()
     embedder = train.load_embedder(ctx.models_dir("masa"), "cpu")
     assert embedder.inputs == (("keypoints", "joints_2d"),)
+    config = json.loads((ctx.models_dir("masa") / "config.json").read_text())
+    dim = TINY["masa"]["d_model"] * (2 if config["params"]["clip_token"] else 1)
     for seq in store.sequences()[:3]:
         stored = store.read(seq, "embedding")
-        assert stored.shape == (kp.read(seq, "joints_2d").shape[0], TINY["masa"]["d_model"])
+        assert stored.shape == (kp.read(seq, "joints_2d").shape[0], dim)
         np.testing.assert_allclose(embedder.embed({"joints_2d": kp.read(seq, "joints_2d")}), stored, atol=1e-5)
-    config = json.loads((ctx.models_dir("masa") / "config.json").read_text())
     assert config["method"] == "masa" and config["layout"] == "penn13"
     assert config["spec"]["arrays"] == {"joints_2d": [13, 3]}
 
@@ -202,3 +203,14 @@ def test_a_missing_artifact_names_the_store_and_the_command(tmp_path):
     shutil.rmtree(ctx.artifact("dino"))
     with pytest.raises(StoreError, match="pipeline extract-dino --dataset synth"):
         train.run(ctx, "fusion_early", device="cpu")
+
+
+def test_a_sequence_without_confident_joints_is_named(tmp_path):
+    ctx = _write_dataset(tmp_path, per_activity=(2, 1))
+    _write_params(tmp_path, {"epochs": 1, "batch_size": 16})
+    kp = ArtifactStore(ctx.artifact("keypoints"), mode="a")
+    joints = kp.read("squat_00", "joints_2d")
+    joints[..., 2] = 0
+    kp.write_sequence("squat_00", {"joints_2d": (joints, ("time", "joint", "channel"))}, fingerprint="blank")
+    with pytest.raises(RuntimeError, match="squat_00"):
+        train.run(ctx, "la2ds", device="cpu")

@@ -7,6 +7,7 @@ import torch
 
 from model.heatmap_input import HeatmapAugmentParams, HeatmapInput, HeatmapParams
 from model.heatmaps import crop_box, render_torch
+from pipeline.heatmaps import CUTOFF
 from pipeline.skeletons import get_layout
 
 PENN = get_layout("penn13")
@@ -58,3 +59,33 @@ def test_flipping_the_skeleton_flips_the_maps_and_swaps_channels():
     maps, maps_f = heat.render(joints, box), heat.render(flipped, box)
     expected = maps[:, :, list(PENN.channel_flip_permutation)].flip(-1)
     torch.testing.assert_close(maps_f, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_limb_maps_match_a_brute_force_distance_to_the_segment():
+    torch.manual_seed(0)
+    size, sigma = 12, 1.3
+    joints = torch.cat((torch.rand(1, 3, 2) * 14 - 1, torch.rand(1, 3, 1)), -1)  # some outside the grid
+    box = torch.tensor([0.0, 0.0, 12.0, 12.0])
+    limbs = [(0, 1), (1, 2)]
+    maps = render_torch(joints, limbs, box, size=size, sigma=sigma)[0, 3:]
+    uv = joints[0, :, :2] - 0.5
+    for li, (a, b) in enumerate(limbs):
+        for r in range(size):
+            for c in range(size):
+                p, pa, pb = torch.tensor([c, r], dtype=torch.float32), uv[a], uv[b]
+                t = ((p - pa) @ (pb - pa) / ((pb - pa) @ (pb - pa))).clamp(0, 1)
+                d2 = ((p - pa - t * (pb - pa)) ** 2).sum()
+                g = torch.exp(-d2 / (2 * sigma**2))
+                expected = min(joints[0, a, 2], joints[0, b, 2]) * g * (g >= CUTOFF)
+                assert abs(maps[li, r, c] - expected) < 1e-5
+
+
+def test_rendering_only_real_frames_leaves_padding_zero_and_real_frames_unchanged():
+    heat = HeatmapInput("penn13", HeatmapParams())
+    torch.manual_seed(1)
+    joints = torch.cat((torch.rand(2, 5, PENN.n_joints, 2) * 50, torch.ones(2, 5, PENN.n_joints, 1)), -1)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    box = heat.boxes(joints, mask)
+    full, masked = heat.render(joints, box), heat.render(joints, box, mask)
+    torch.testing.assert_close(masked[mask], full[mask])
+    assert torch.all(masked[~mask] == 0)

@@ -28,6 +28,7 @@ def _batch(lengths=(12, 20, 7)):
     {"clip_token": True, "cluster_level": "token"},
     {"clip_token": True, "contrast_weight": 1.0, "contrast_on": "token"},
     {"contrast_weight": 1.0, "contrast_on": "frames", "contrast_head": False, "contrast_per_frame": True},
+    {"clip_token": True, "decode_weight": 1.0},
     {"shared_trim": False, "augment": SkeletonAugmentParams(rotate_p=1.0, scale_p=1.0)},
 ])
 def test_loss_variants_train(options):

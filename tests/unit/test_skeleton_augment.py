@@ -102,3 +102,13 @@ def test_one_limb_rotation_picks_one_joint_per_sequence():
     angles = aug.limb_angles(parents, 64, std=0.1, p=1.0, one_limb=True, gen=torch.Generator().manual_seed(0))
     assert torch.all((angles != 0).sum(1) == 1)
     assert angles.abs().max() < math.pi
+
+
+def test_normalise_never_leaves_a_sequence_in_pixels():
+    """A sequence whose root and scale joints are never confident still comes out near unit size."""
+    joints = _skeleton(T=5)
+    for group in (PENN.root, PENN.scale[0], PENN.scale[1]):
+        joints[..., list(group), 2] = 0
+    xy, conf = split_joints(joints, True)
+    out = normalise(xy, conf, torch.ones(1, 5, dtype=torch.bool), PENN, "sequence")
+    assert out.abs().max() < 10

@@ -1,0 +1,52 @@
+"""The whole DAG under DVC on the tiny sample: every stage runs, the metrics/plots are declared, a second
+`dvc repro` does nothing, and a changed train param re-runs only train, evaluate and the report."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.integration.dvc_project import make_repo, repro, run
+
+pytestmark = pytest.mark.slow
+QUICK = {"train": {"overrides": {"sample": {"epochs": 3, "lr_milestones": []}}}, "fusion_late": {"stage1_epochs": 1}}
+
+
+@pytest.fixture(scope="module")
+def dag(tmp_path_factory):
+    repo = make_repo(tmp_path_factory.mktemp("dag"), params=QUICK)
+    repro(repo)
+    return repo
+
+
+def test_every_stage_produces_its_outputs(dag):
+    methods = sorted(re.findall(r"sample-(\w+):", (dag / "params.yaml").read_text()))
+    assert methods == ["casa", "fusion_early", "fusion_late", "la2ds", "masa", "vasot"]
+    for method in methods:
+        metrics = json.loads((dag / "metrics" / "sample" / f"{method}.json").read_text())
+        assert {"learned", "raw_keypoints", "raw_dino", "time"} <= set(metrics["features"])
+        assert list((dag / "plots" / "sample" / method).glob("*.png"))
+    vasot = json.loads((dag / "metrics" / "sample" / "vasot.json").read_text())
+    assert 0.0 <= vasot["features"]["learned"]["segmentation_predicted"]["mof"] <= 1.0
+    table = (dag / "reports" / "metrics.md").read_text()
+    assert "| sample | **masa** |" in table and "RANDOM" in table
+    shown = run(["dvc", "metrics", "show"], dag).stdout
+    assert "metrics/sample/masa.json" in shown
+
+
+def test_second_repro_does_nothing(dag):
+    assert "Running stage" not in repro(dag)
+
+
+def test_changed_train_param_reruns_only_train_evaluate_and_report(dag):
+    params = dag / "params.yaml"
+    text = params.read_text()
+    params.write_text(text.replace("  lr: 0.001\n", "  lr: 0.002\n", 1))
+    try:
+        dry = run(["dvc", "repro", "--dry"], dag).stdout
+    finally:
+        params.write_text(text)
+    stages = set(re.findall(r"Running stage '([^'@]+)", dry))
+    assert stages == {"train", "evaluate", "report"}, dry
