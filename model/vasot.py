@@ -16,7 +16,8 @@ Gromov-Wasserstein plan with the temporal structural prior (`model.ot.align_plan
 (`model.vasot_losses`): the plan-target alignment loss, plus `segment_weight` times the prototype loss:
 frames are assigned to the K prototypes by balanced OT with the temporal prior (prototype k near time
 (k + 1/2) / K, `model.ot.assign_to_prototypes`) and predict the codes of the frames they are aligned to.
-`segment_weight: 0` gives the single-task alignment model.
+`segment_weight: 0` gives the single-task alignment model; `align_weight: 0` the single-task segmentation
+model (its prototype loss still transfers codes along the alignment plan, which is then a target only).
 By default the plans are targets (computed without gradient, as SwAV's codes); `differentiable_plan`
 back-propagates through the unrolled solver as well (memory grows with its iterations).
 
@@ -54,7 +55,7 @@ class VasotParams:
     softmax of both losses. OT (`model.ot`): epsilon (entropy), alpha (weight of the GW structure
     term), rho and prior_power (temporal prior rho |t - s|^power), radius (neighbourhood of the structure
     matrices, normalised time), n_outer x n_inner iterations, reg_m (None: balanced marginals).
-    Segmentation: n_prototypes, segment_weight (0: alignment only), segment_rho (temporal prior of the
+    Segmentation: n_prototypes, segment_weight (0: alignment only), align_weight (0: segmentation only), segment_rho (temporal prior of the
     prototype assignment), segment_reg_m (None: every prototype receives 1 / K; else the prototype side is
     relaxed, so segments may differ in length; the other OT settings are shared). Views: trim_min_fraction (self-pairs
     only), resampling rate range, max_frames; augment: spatial skeleton augmentations."""
@@ -83,6 +84,7 @@ class VasotParams:
     differentiable_plan: bool = False
     n_prototypes: int = 8
     segment_weight: float = 1.0
+    align_weight: float = 1.0
     segment_rho: float = 0.3
     segment_reg_m: float | None = None
     trim_min_fraction: float = 0.6
@@ -106,6 +108,8 @@ class Vasot(AlignmentMethod):
     @classmethod
     def build(cls, params: VasotParams, spec: InputSpec) -> Vasot:
         cls.inputs(params)
+        if params.align_weight <= 0 and params.segment_weight <= 0:
+            raise ValueError(f"{cls.__name__}: align_weight and segment_weight are both 0: nothing to train")
         return cls(params, spec)
 
     def __init__(self, params: VasotParams, spec: InputSpec):
@@ -232,7 +236,7 @@ class Vasot(AlignmentMethod):
         align = ot_alignment_loss(z_a, m_a, z_b, m_b, plan, p.temperature)
         scalars = {"align": float(align.detach())}
         if p.segment_weight == 0:
-            return align, scalars
+            return p.align_weight * align, scalars
         plan_t = plan.detach()
         codes_a, codes_b = self.assign(z_a.detach(), m_a), self.assign(z_b.detach(), m_b)
         logits_a = (1 - self._prototype_cost(z_a)) / p.temperature
@@ -242,7 +246,7 @@ class Vasot(AlignmentMethod):
             + prototype_loss(logits_b, transfer_codes(plan_t.transpose(1, 2), codes_a), m_b)
         )
         scalars["segment"] = float(segment.detach())
-        return align + p.segment_weight * segment, scalars
+        return p.align_weight * align + p.segment_weight * segment, scalars
 
     # ------------------------------------------------------------------ inference
     def embed(self, batch: Batch) -> torch.Tensor:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("model.trainer", reason="needs the trainer (branch train)")
-synthetic = pytest.importorskip("pipeline.synthetic", reason="needs the sample generator (pipeline.synthetic)")
+from model.segmentation_metrics import cluster_scores
+from pipeline import synthetic
 
 ACTIVITY = "jumping_jack"
 
@@ -22,13 +22,7 @@ def _sequences(count: int, seed: int):
 
 def _hungarian_mof(preds: list[np.ndarray], truths: list[np.ndarray]) -> float:
     """Frame accuracy after one-to-one matching of clusters to phases over all videos."""
-    from scipy.optimize import linear_sum_assignment
-
-    p, g = np.concatenate(preds), np.concatenate(truths)
-    overlap = np.zeros((p.max() + 1, g.max() + 1))
-    np.add.at(overlap, (p, g), 1)
-    rows, cols = linear_sum_assignment(overlap, maximize=True)
-    return overlap[rows, cols].sum() / len(g)
+    return cluster_scores(preds, truths)["mof"]
 
 
 def _raw_coordinates(joints_2d: np.ndarray) -> np.ndarray:

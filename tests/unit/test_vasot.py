@@ -171,3 +171,16 @@ def test_params_section_loads_and_round_trips_through_a_checkpoint_config(method
     relaxed = VasotParams(reg_m=0.5, segment_reg_m=0.1)
     for p in (params, relaxed):
         assert from_dict(VasotParams, json.loads(json.dumps(to_dict(p))), where="config") == p
+
+
+def test_segmentation_only_trains_prototypes_and_not_the_alignment_term(method):
+    from model.batch import collate
+
+    batch = collate(_sequences([15, 18]), ["a", "a"])
+    seg_only = _model(method, align_weight=0.0)
+    loss, scalars = seg_only.loss(batch, torch.Generator().manual_seed(0), method.Progress(0, 0))
+    loss.backward()
+    assert seg_only.prototypes.grad is not None and seg_only.prototypes.grad.abs().sum() > 0
+    assert loss.item() == pytest.approx(scalars["segment"], rel=1e-5)
+    with pytest.raises(ValueError, match="nothing to train"):
+        _model(method, align_weight=0.0, segment_weight=0.0)
