@@ -37,7 +37,8 @@ from torch import nn
 from model.attention import AlternatingEncoder, SelfAttentionStack
 from model.batch import Batch, gather_frames, pad_indices
 from model.clip_objectives import TokenSimSiam, TrajectoryDecoder
-from model.coordinates import KEYPOINT_ARRAYS, CoordinateInput, SkeletonAugmentParams
+from model.coordinates import SkeletonAugmentParams
+from model.frame_inputs import FrameInputs
 from model.heads import ProjectionHead, mlp
 from model.losses import (
     bidirectional_matching_loss,
@@ -113,23 +114,12 @@ class Masa(AlignmentMethod):
     def __init__(self, params: MasaParams, spec: InputSpec):
         super().__init__()
         self.params = params
-        self.coords: dict[str, CoordinateInput] = {}
-        self.feature_norms = nn.ModuleDict()
-        in_dim = 0
-        for name in params.inputs:
-            shape = spec.shape(name, type(self).__name__)
-            if name in KEYPOINT_ARRAYS:
-                if spec.layout is None:
-                    raise ValueError(f"{type(self).__name__}: keypoint input '{name}' needs a skeleton layout")
-                self.coords[name] = CoordinateInput(name, shape, spec.layout, params.normalise, params.use_confidence)
-                in_dim += self.coords[name].dim
-            else:
-                self.feature_norms[name] = nn.LayerNorm(shape[-1], elementwise_affine=False)
-                in_dim += shape[-1]
+        self.frame_inputs = FrameInputs(params.inputs, spec, params.normalise, params.use_confidence, type(self).__name__)
+        self.coords = self.frame_inputs.coords
         p = params
         if "token" in (p.cluster_level, p.contrast_on) and not p.clip_token:
             raise ValueError(f"{type(self).__name__}: cluster_level/contrast_on 'token' needs clip_token: true")
-        self.frame_mlp = mlp([in_dim, p.mlp_hidden, p.d_model])
+        self.frame_mlp = mlp([self.frame_inputs.dim, p.mlp_hidden, p.d_model])
         self.pe = SinusoidalPE(p.d_model)
         self.clip_token = nn.Parameter(torch.randn(p.d_model) * 0.02) if p.clip_token else None
         self.encoder = AlternatingEncoder(p.d_model, p.heads, p.layers, ff_mult=p.ff_mult, dropout=p.dropout)
@@ -153,28 +143,10 @@ class Masa(AlignmentMethod):
 
     # ------------------------------------------------------------------ inputs
     def _streams(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Each input array of the batch, keypoints split into normalised coordinates and confidences."""
-        out = {}
-        for name in self.params.inputs:
-            x = batch.arrays[name]
-            if name in self.coords:
-                out[name], out[name + ".conf"] = self.coords[name].prepare(x, batch.mask)
-            else:
-                out[name] = x
-        return out
+        return self.frame_inputs.streams(batch)
 
     def _frame_features(self, streams: dict[str, torch.Tensor], gen: torch.Generator | None) -> torch.Tensor:
-        """Per-frame input vectors (B, T, F), skeleton streams augmented when `gen` is given."""
-        parts = []
-        for name in self.params.inputs:
-            if name in self.coords:
-                xy, conf = streams[name], streams[name + ".conf"]
-                if gen is not None:
-                    xy, conf = self.coords[name].augment(xy, conf, self.params.augment, gen)
-                parts.append(self.coords[name].features(xy, conf))
-            else:
-                parts.append(self.feature_norms[name](streams[name].float()))
-        return torch.cat(parts, dim=-1)
+        return self.frame_inputs.features(streams, self.params.augment, gen)
 
     def _tokens(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, F) -> frame MLP + positional encoding (B, T, d_model), zero on padding, and its mask; with

@@ -38,7 +38,8 @@ from torch import nn
 from model import ot
 from model.attention import SelfAttentionStack
 from model.batch import Batch, gather_frames, pad_indices
-from model.coordinates import KEYPOINT_ARRAYS, CoordinateInput, SkeletonAugmentParams
+from model.coordinates import SkeletonAugmentParams
+from model.frame_inputs import FrameInputs
 from model.heads import ProjectionHead, mlp
 from model.masa import ARTIFACT_OF
 from model.method import AlignmentMethod, InputSpec, Progress
@@ -115,20 +116,9 @@ class Vasot(AlignmentMethod):
     def __init__(self, params: VasotParams, spec: InputSpec):
         super().__init__()
         self.params = p = params
-        self.coords: dict[str, CoordinateInput] = {}
-        self.feature_norms = nn.ModuleDict()
-        in_dim = 0
-        for name in p.inputs:
-            shape = spec.shape(name, type(self).__name__)
-            if name in KEYPOINT_ARRAYS:
-                if spec.layout is None:
-                    raise ValueError(f"{type(self).__name__}: keypoint input '{name}' needs a skeleton layout")
-                self.coords[name] = CoordinateInput(name, shape, spec.layout, p.normalise, p.use_confidence)
-                in_dim += self.coords[name].dim
-            else:
-                self.feature_norms[name] = nn.LayerNorm(shape[-1], elementwise_affine=False)
-                in_dim += shape[-1]
-        self.frame_mlp = mlp([in_dim, p.mlp_hidden, p.d_model])
+        self.frame_inputs = FrameInputs(p.inputs, spec, p.normalise, p.use_confidence, type(self).__name__)
+        self.coords = self.frame_inputs.coords
+        self.frame_mlp = mlp([self.frame_inputs.dim, p.mlp_hidden, p.d_model])
         self.pe = SinusoidalPE(p.d_model)
         self.encoder = SelfAttentionStack(p.d_model, p.heads, p.layers, ff_mult=p.ff_mult, dropout=p.dropout)
         self.projection = ProjectionHead(p.d_model, p.proj_hidden, p.proj_dim, depth=2, batch_norm=False)
@@ -136,28 +126,10 @@ class Vasot(AlignmentMethod):
 
     # ------------------------------------------------------------------ encoding
     def _streams(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Each input array, keypoints as normalised coordinates plus confidences ('<name>.conf')."""
-        out = {}
-        for name in self.params.inputs:
-            x = batch.arrays[name]
-            if name in self.coords:
-                out[name], out[name + ".conf"] = self.coords[name].prepare(x, batch.mask)
-            else:
-                out[name] = x
-        return out
+        return self.frame_inputs.streams(batch)
 
     def _frame_features(self, streams: dict[str, torch.Tensor], gen: torch.Generator | None) -> torch.Tensor:
-        """Per-frame input vectors (B, T, F); skeleton streams augmented when `gen` is given."""
-        parts = []
-        for name in self.params.inputs:
-            if name in self.coords:
-                xy, conf = streams[name], streams[name + ".conf"]
-                if gen is not None:
-                    xy, conf = self.coords[name].augment(xy, conf, self.params.augment, gen)
-                parts.append(self.coords[name].features(xy, conf))
-            else:
-                parts.append(self.feature_norms[name](streams[name].float()))
-        return torch.cat(parts, dim=-1)
+        return self.frame_inputs.features(streams, self.params.augment, gen)
 
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> U (B, T, d_model), zero on padding."""
