@@ -60,8 +60,11 @@ class HeatmapInput:
         return self.layout.n_channels
 
     def boxes(self, joints: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, K, 3), (B, T) -> (B, 4) crop boxes over each sequence's confident joints."""
-        return crop_box(joints.float(), mask, pad=self.params.box_pad, square=self.params.box_square)
+        """(B, T, K, 3), (B, T) -> (B, 4) crop boxes over each sequence's confident joints. A sequence with no
+        confident joint at all (Penn Action has one: every visibility flag 0) renders all-zero maps whatever
+        its box, so the unit box stands in."""
+        return crop_box(joints.float(), mask, pad=self.params.box_pad, square=self.params.box_square,
+                        fallback=(0.0, 0.0, 1.0, 1.0))
 
     def render(self, joints: torch.Tensor, box: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, K, 3) pixels, (B, 4) boxes -> (B, T, K + L, S, S); with `mask` (B, T) only real frames are

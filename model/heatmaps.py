@@ -59,13 +59,20 @@ def render_torch(
 
 
 def crop_box(
-    joints: Tensor, mask: Tensor | None = None, *, pad: float = 0.0, square: bool = False, min_size: float = 1.0
+    joints: Tensor,
+    mask: Tensor | None = None,
+    *,
+    pad: float = 0.0,
+    square: bool = False,
+    min_size: float = 1.0,
+    fallback: Tensor | Sequence[float] | None = None,
 ) -> Tensor:
     """Batched twin of `pipeline.heatmaps.crop_box`: the smallest box holding every confident joint of every
     real frame, each side grown by `pad` times the box's width (height), then squared about its centre.
 
     joints: (B, T, K, 3) [x, y, conf] (or (T, K, 3)); mask: (B, T) real frames. Returns (B, 4) (or (4,))
-    x0, y0, x1, y1. Raises ValueError for a sequence without any confident joint.
+    x0, y0, x1, y1. A sequence without any confident joint gets `fallback` ((4,) or (B, 4)); ValueError when
+    it is None.
     """
     single = joints.dim() == 3
     if single:
@@ -74,7 +81,8 @@ def crop_box(
         mask = torch.ones(joints.shape[:2], dtype=torch.bool, device=joints.device)
     xy = joints[..., :2]
     ok = (joints[..., 2] > 0) & torch.isfinite(joints).all(-1) & mask[..., None]
-    if not bool(ok.flatten(1).any(1).all()):
+    found = ok.flatten(1).any(1)  # (B,)
+    if fallback is None and not bool(found.all()):
         raise ValueError("no confident joint in any frame of a sequence: the crop box is undefined")
     big = torch.finfo(xy.dtype).max
     lo = torch.where(ok[..., None], xy, torch.full_like(xy, big)).flatten(1, 2).amin(1)  # (B, 2)
@@ -86,6 +94,9 @@ def crop_box(
         size = size.amax(-1, keepdim=True).expand_as(size)
     centre = (lo + hi) / 2
     box = torch.cat((centre - size / 2, centre + size / 2), dim=-1)
+    if fallback is not None:
+        fallback = torch.as_tensor(fallback, dtype=box.dtype, device=box.device).expand_as(box)
+        box = torch.where(found[:, None], box, fallback)
     return box[0] if single else box
 
 

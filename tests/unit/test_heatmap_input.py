@@ -3,6 +3,7 @@ missing joints, crop box, flips."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from model.heatmap_input import HeatmapAugmentParams, HeatmapInput, HeatmapParams
@@ -89,3 +90,17 @@ def test_rendering_only_real_frames_leaves_padding_zero_and_real_frames_unchange
     full, masked = heat.render(joints, box), heat.render(joints, box, mask)
     torch.testing.assert_close(masked[mask], full[mask])
     assert torch.all(masked[~mask] == 0)
+
+
+def test_a_sequence_without_confident_joints_gets_the_fallback_box_and_zero_maps():
+    joints = torch.cat((torch.rand(2, 4, PENN.n_joints, 2) * 50 + 10, torch.ones(2, 4, PENN.n_joints, 1)), -1)
+    joints[1, ..., 2] = 0  # every visibility flag 0 (Penn Action sequence 1516)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="no confident joint"):
+        crop_box(joints, mask)
+    box = crop_box(joints, mask, fallback=(0.0, 0.0, 1.0, 1.0))
+    torch.testing.assert_close(box[0], crop_box(joints[:1], mask[:1])[0])
+    assert box[1].tolist() == [0.0, 0.0, 1.0, 1.0]
+    heat = HeatmapInput("penn13", HeatmapParams())
+    maps = heat.render(joints, heat.boxes(joints, mask), mask)
+    assert maps[0].sum() > 0 and torch.all(maps[1] == 0)
