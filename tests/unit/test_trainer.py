@@ -74,3 +74,17 @@ def test_max_steps_caps_training_and_step_seeds_differ():
     trainer.run(lambda r: None, lambda: None)
     assert trainer.step == 3 and trainer.done
     assert step_seed(0, 1) != step_seed(0, 2) != step_seed(1, 1)
+
+
+def test_a_failing_step_names_its_sequences(monkeypatch):
+    seqs, acts = _data(4)
+    model = get_method("masa").build(tiny_params("masa"), InputSpec({"joints_2d": (13, 3)}, "penn13"))
+    trainer = Trainer(model, TrainParams(epochs=1, batch_size=4), seqs, acts, torch.device("cpu"),
+                      ids=["v0", "v1", "v2", "v3"])
+
+    def broken(batch, gen, progress):
+        raise ValueError("bad input")
+
+    monkeypatch.setattr(model, "loss", broken)
+    with pytest.raises(RuntimeError, match=r"training step 0 failed on sequences \[.*'v0'.*\]: bad input"):
+        trainer.run(lambda r: None, lambda: None)
