@@ -279,7 +279,8 @@ def _folder_frames(folder: Path, files: list[Path], source_fps: float) -> Iterat
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, *, codec: str = "libx264", crf: int = 18) -> Path:
-    """Encode (T, H, W, 3) uint8 RGB frames (H and W even) to a video file at `fps` (test and sample data)."""
+    """Encode (T, H, W, 3) uint8 RGB frames (H and W even) to a video file at `fps` (test and sample data).
+    libx264 runs on one thread: the same frames give the same bytes (threaded x264 does not, under load)."""
     import av
 
     path = Path(path)
@@ -289,7 +290,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, codec: str 
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": str(crf)}
+            stream.options = {"crf": str(crf), "threads": "1"}
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
