@@ -17,6 +17,16 @@ from model.batch import Batch
 from model.coordinates import KEYPOINT_ARRAYS, CoordinateInput, SkeletonAugmentParams
 from model.method import InputSpec
 
+ARTIFACT_OF = {"joints_2d": "keypoints", "joints_3d": "keypoints", "feature": "dino"}  # array -> its artifact
+
+
+def artifact_arrays(names: tuple[str, ...], owner: str) -> tuple[tuple[str, str], ...]:
+    """(artifact, array) pairs a method reads for its `inputs` names; ValueError naming `owner` otherwise."""
+    unknown = [a for a in names if a not in ARTIFACT_OF]
+    if unknown or not names:
+        raise ValueError(f"{owner}: inputs must be a non-empty list of {sorted(ARTIFACT_OF)}, got {names}")
+    return tuple((ARTIFACT_OF[a], a) for a in names)
+
 
 class FrameInputs(nn.Module):
     """names: the input arrays in concatenation order; owner: the method's name, for errors."""

@@ -38,7 +38,7 @@ from model.attention import AlternatingEncoder, SelfAttentionStack
 from model.batch import Batch, gather_frames, pad_indices
 from model.clip_objectives import TokenSimSiam, TrajectoryDecoder
 from model.coordinates import SkeletonAugmentParams
-from model.frame_inputs import FrameInputs
+from model.frame_inputs import FrameInputs, artifact_arrays
 from model.heads import ProjectionHead, mlp
 from model.losses import (
     bidirectional_matching_loss,
@@ -50,8 +50,6 @@ from model.losses import (
 from model.method import AlignmentMethod, InputSpec, Progress
 from model.positional import SinusoidalPE, frame_positions
 from model.temporal_augment import dual_maps
-
-ARTIFACT_OF = {"joints_2d": "keypoints", "joints_3d": "keypoints", "feature": "dino"}
 
 
 @dataclass(frozen=True)
@@ -101,10 +99,7 @@ class Masa(AlignmentMethod):
 
     @classmethod
     def inputs(cls, params: MasaParams) -> tuple[tuple[str, str], ...]:
-        unknown = [a for a in params.inputs if a not in ARTIFACT_OF]
-        if unknown or not params.inputs:
-            raise ValueError(f"{cls.__name__}: inputs must be a non-empty list of {sorted(ARTIFACT_OF)}, got {params.inputs}")
-        return tuple((ARTIFACT_OF[a], a) for a in params.inputs)
+        return artifact_arrays(params.inputs, cls.__name__)
 
     @classmethod
     def build(cls, params: MasaParams, spec: InputSpec) -> Masa:

@@ -39,9 +39,8 @@ from model import ot
 from model.attention import SelfAttentionStack
 from model.batch import Batch, gather_frames, pad_indices
 from model.coordinates import SkeletonAugmentParams
-from model.frame_inputs import FrameInputs
+from model.frame_inputs import FrameInputs, artifact_arrays
 from model.heads import ProjectionHead, mlp
-from model.masa import ARTIFACT_OF
 from model.method import AlignmentMethod, InputSpec, Progress
 from model.positional import SinusoidalPE, frame_positions
 from model.temporal_augment import dual_maps, resample_map
@@ -101,10 +100,7 @@ class Vasot(AlignmentMethod):
 
     @classmethod
     def inputs(cls, params: VasotParams) -> tuple[tuple[str, str], ...]:
-        unknown = [a for a in params.inputs if a not in ARTIFACT_OF]
-        if unknown or not params.inputs:
-            raise ValueError(f"{cls.__name__}: inputs must be a non-empty list of {sorted(ARTIFACT_OF)}, got {params.inputs}")
-        return tuple((ARTIFACT_OF[a], a) for a in params.inputs)
+        return artifact_arrays(params.inputs, cls.__name__)
 
     @classmethod
     def build(cls, params: VasotParams, spec: InputSpec) -> Vasot:

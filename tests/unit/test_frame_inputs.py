@@ -48,3 +48,13 @@ def test_augmentation_changes_skeletons_only_with_a_generator():
 def test_keypoints_without_a_layout_are_refused():
     with pytest.raises(ValueError, match="Test: keypoint input 'joints_2d' needs a skeleton layout"):
         FrameInputs(("joints_2d",), InputSpec({"joints_2d": (13, 3)}, None), "sequence", True, "Test")
+
+
+def test_artifact_arrays_map_inputs_to_their_artifacts_and_refuse_unknown_names():
+    from model.frame_inputs import artifact_arrays
+
+    assert artifact_arrays(("joints_2d", "feature"), "Test") == (("keypoints", "joints_2d"), ("dino", "feature"))
+    with pytest.raises(ValueError, match="Test: inputs must be a non-empty list"):
+        artifact_arrays(("rgb",), "Test")
+    with pytest.raises(ValueError, match="Test: inputs must be a non-empty list"):
+        artifact_arrays((), "Test")
