@@ -140,6 +140,28 @@ def clip_contrastive_loss(
     return 0.5 * (losses[0] + losses[1])
 
 
+def nearest_partners(keys: torch.Tensor) -> torch.Tensor:
+    """(B, D) one vector per sequence -> (B,) long: for each, the other sequence of the batch whose vector is
+    the most cosine-similar (B >= 2). No labels: partners are mined from what the model already encodes."""
+    sim = F.normalize(keys.float(), dim=-1) @ F.normalize(keys.float(), dim=-1).T
+    sim.fill_diagonal_(float("-inf"))
+    return sim.argmax(dim=1)
+
+
+def cycle_back_loss(
+    za: torch.Tensor, mask_a: torch.Tensor, index_a: torch.Tensor,
+    zb: torch.Tensor, mask_b: torch.Tensor, temperature: float,
+) -> torch.Tensor:
+    """Cycle-back regression between two *different* sequences (TCC, Dwibedi et al. 2019): each frame of A
+    takes its soft nearest neighbour in B (softmax over B's frames of cosine / temperature, weighting B's
+    vectors), which cycles back to a soft index in A; squared error to the frame's own normalised index.
+    za: (B, M, D), mask_a: (B, M) bool, index_a: (B, M) normalised indices; zb: (B, N, D), mask_b: (B, N)."""
+    alpha = (cosine_similarity_matrix(za, zb) / temperature).masked_fill(~mask_b[:, None, :], NEG).float().softmax(-1)
+    soft = torch.einsum("bmn,bnd->bmd", alpha, zb.float())  # (B, M, D)
+    pred = predicted_index(cosine_similarity_matrix(soft, za.float()) / temperature, mask_a, index_a)
+    return _masked_mean((pred - index_a.float()) ** 2, mask_a)
+
+
 def combine_losses(
     matching: torch.Tensor,
     clustering: torch.Tensor,

@@ -21,6 +21,14 @@ Clip-level options (params; all off reproduces the paper's formulation):
 - `decode_weight` > 0 asks the clip token of each view to reproduce the other view's unaugmented skeleton
   trajectory across the trimmed window, as a function of time within the window
   (`model.clip_objectives.TrajectoryDecoder`).
+- `cross_weight` > 0 adds cycle-back regression (TCC) on the frame part of U between each sequence and its
+  nearest other sequence of the batch, mined without labels by the cosine of their clip vectors (clip token
+  output, or the time-averaged U): frames of one video must find their place in a *different* video of the
+  same kind. With a clip token the two halves of U specialise: the frame part carries the phase, the clip
+  part the activity.
+- `clip_scale` weights the clip part of the exported U (inference only). Kendall's tau is unchanged by it
+  (the clip part is constant within a sequence); distance-based activity retrieval leans on the clip part
+  as it grows.
 
 Input streams (`inputs`): keypoint arrays (joints_2d, joints_3d) as normalised coordinates, and/or DINO
 features (`feature`, layer-normalised), concatenated per frame; `fusion_early` is this class with both.
@@ -46,6 +54,9 @@ from model.losses import (
     clip_contrastive_loss,
     clustering_loss,
     combine_losses,
+    cycle_back_loss,
+    masked_mean_pool,
+    nearest_partners,
 )
 from model.method import AlignmentMethod, InputSpec, Progress
 from model.positional import SinusoidalPE, frame_positions
@@ -86,6 +97,9 @@ class MasaParams:
     contrast_on: Literal["frames", "token"] = "frames"
     contrast_head: bool = True
     decode_weight: float = 0.0
+    cross_weight: float = 0.0
+    cross_temperature: float = 0.1
+    clip_scale: float = 1.0
     trim_min_fraction: float = 0.5
     shared_trim: bool = True
     rate_min: float = 0.5
@@ -153,13 +167,13 @@ class Masa(AlignmentMethod):
         lead = self.clip_token.to(tokens.dtype).expand(B, 1, -1)
         return torch.cat((lead, tokens), 1), torch.cat((mask.new_ones(B, 1), mask), 1)
 
-    def _split(self, out: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Encoder output -> U (B, T, dim): frame outputs, with the clip token's output appended to every
-        frame when there is one; and the clip token's output (B, d_model) or None."""
+    def _split(self, out: torch.Tensor, mask: torch.Tensor, clip_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encoder output -> U (B, T, dim): frame outputs, with the clip token's output (times `clip_scale`)
+        appended to every frame when there is one; and the clip token's output (B, d_model) or None."""
         if self.clip_token is None:
             return out, None
         clip, frames = out[:, 0], out[:, 1:]
-        u = torch.cat((frames, clip[:, None, :].expand_as(frames)), dim=-1)
+        u = torch.cat((frames, clip_scale * clip[:, None, :].expand_as(frames)), dim=-1)
         return u * mask.unsqueeze(-1), clip
 
     # ------------------------------------------------------------------ training
@@ -224,15 +238,22 @@ class Masa(AlignmentMethod):
             )
             total = total + p.decode_weight * decode
             scalars["decode"] = float(decode.detach())
+        if p.cross_weight > 0 and z1.shape[0] >= 2:
+            keys = c1 if c1 is not None else masked_mean_pool(u1, m1)
+            partner = nearest_partners(keys.detach())
+            f1, f2 = u1[..., : p.d_model], u2[..., : p.d_model]  # frame parts of U
+            cross = cycle_back_loss(f1, m1, g1 / scale, f2[partner], m2[partner], p.cross_temperature)
+            total = total + p.cross_weight * cross
+            scalars["cross"] = float(cross.detach())
         return total, scalars
 
     # ------------------------------------------------------------------ inference
     def embed(self, batch: Batch) -> torch.Tensor:
         """U of each unaugmented sequence: (B, T, dim), zero on padding (dim = d_model, or 2 d_model with a
-        clip token: frame output, clip token output)."""
+        clip token: frame output, clip token output times `clip_scale`)."""
         x = self._frame_features(self._streams(batch), None)
         tokens, mask = self._tokens(x, batch.mask)
-        return self._split(self.encoder.single(tokens, mask), batch.mask)[0]
+        return self._split(self.encoder.single(tokens, mask), batch.mask, self.params.clip_scale)[0]
 
 
 def _overlap(g1: torch.Tensor, m1: torch.Tensor, g2: torch.Tensor, m2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

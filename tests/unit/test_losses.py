@@ -13,6 +13,8 @@ from model.losses import (
     clustering_loss,
     combine_losses,
     contrastive_regression_loss,
+    cycle_back_loss,
+    nearest_partners,
 )
 
 
@@ -117,3 +119,29 @@ def test_combinations():
     assert combine_losses(lm, lc, "printed", weight=2.0).item() == pytest.approx(0.2 * 2 / (1 + 1e-7 - 0.5))
     with pytest.raises(ValueError):
         combine_losses(lm, lc, "product", weight=1.0)  # type: ignore[arg-type]
+
+
+def test_nearest_partners_are_the_most_similar_other_sequence():
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+    assert nearest_partners(keys).tolist() == [2, 3, 0, 1]
+    same = torch.ones(3, 4)
+    assert all(j != i for i, j in enumerate(nearest_partners(same).tolist()))
+
+
+def test_cycle_back_is_near_zero_between_videos_of_one_motion_and_large_against_a_frozen_one():
+    # A: 30 frames of a smooth motion; B: the same motion at another rate (18 frames) and padded to 40
+    pos_a, pos_b = torch.linspace(0, 1, 30), torch.linspace(0, 1, 18)
+
+    def code(t):
+        return torch.stack((torch.cos(3 * t), torch.sin(3 * t)), -1)
+
+    za = code(pos_a)[None]
+    zb = torch.cat((code(pos_b), torch.zeros(22, 2)))[None]
+    mask_a = torch.ones(1, 30, dtype=torch.bool)
+    mask_b = torch.arange(40)[None] < 18
+    good = cycle_back_loss(za, mask_a, pos_a[None], zb, mask_b, temperature=0.01)
+    frozen = cycle_back_loss(za, mask_a, pos_a[None], code(torch.full((40,), 0.5))[None], mask_b, temperature=0.01)
+    padded = cycle_back_loss(za, mask_a, pos_a[None], zb.masked_fill(~mask_b[..., None], 5.0), mask_b, 0.01)
+    assert good < 1e-3
+    assert frozen > 0.05
+    assert torch.isclose(good, padded)

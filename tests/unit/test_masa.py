@@ -29,6 +29,8 @@ def _batch(lengths=(12, 20, 7)):
     {"clip_token": True, "contrast_weight": 1.0, "contrast_on": "token"},
     {"contrast_weight": 1.0, "contrast_on": "frames", "contrast_head": False, "contrast_per_frame": True},
     {"clip_token": True, "decode_weight": 1.0},
+    {"clip_token": True, "cross_weight": 1.0},
+    {"cross_weight": 1.0},
     {"shared_trim": False, "augment": SkeletonAugmentParams(rotate_p=1.0, scale_p=1.0)},
 ])
 def test_loss_variants_train(options):
@@ -52,6 +54,31 @@ def test_clip_token_output_is_appended_to_every_frame():
     clip = u[0, :12, d:]
     assert torch.allclose(clip, clip[:1].expand_as(clip))  # one clip vector per sequence
     assert torch.all(u[2, 7:] == 0)
+
+
+def test_clip_scale_weights_only_the_clip_part_of_the_embedding():
+    torch.manual_seed(0)
+    model = Masa.build(tiny_params("masa", clip_token=True), SPEC).eval()
+    scaled = Masa.build(tiny_params("masa", clip_token=True, clip_scale=3.0), SPEC).eval()
+    scaled.load_state_dict(model.state_dict())
+    d = tiny_params("masa").d_model
+    with torch.no_grad():
+        u, v = model.embed(_batch()), scaled.embed(_batch())
+    assert torch.allclose(v[..., :d], u[..., :d])
+    assert torch.allclose(v[..., d:], 3.0 * u[..., d:])
+
+
+def test_cross_video_loss_pairs_each_sequence_with_its_nearest_other():
+    torch.manual_seed(0)
+    model = Masa.build(tiny_params("masa", clip_token=True, cross_weight=1.0), SPEC)
+    off = Masa.build(tiny_params("masa", clip_token=True), SPEC)
+    off.load_state_dict(model.state_dict())
+    loss, scalars = model.loss(_batch(), torch.Generator().manual_seed(0), Progress(0, 0))
+    base, _ = off.loss(_batch(), torch.Generator().manual_seed(0), Progress(0, 0))
+    assert 0 < scalars["cross"] <= 1
+    assert torch.isclose(loss, base + scalars["cross"], atol=1e-5)
+    one, one_scalars = model.loss(_batch((12,)), torch.Generator().manual_seed(0), Progress(0, 0))
+    assert "cross" not in one_scalars  # a batch of one sequence has no partner
 
 
 def test_token_options_need_the_clip_token():
