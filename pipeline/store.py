@@ -17,7 +17,6 @@ store concurrently; only the coordinator writes the root attrs.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import logging
@@ -75,12 +74,12 @@ class ArtifactStore:
 
     # ----------------------------------------------------------------- provenance (root attrs)
     def set_provenance(self, *, stage: str, params: Mapping[str, Any], **extra: Any) -> None:
-        """Record what produced this store. Called once per run by the coordinator, never by workers."""
+        """Record what produced this store. Called once per run by the coordinator, never by workers. No
+        wall-clock time or machine path goes in: the same inputs give the same bytes on any clone."""
         attrs = {
             "stage": stage,
             "params": _jsonable(params),
             "code_version": code_version(),
-            "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **_jsonable(extra),
         }
         self.root.attrs.update(attrs)

@@ -92,7 +92,8 @@ def make_tasks(rows, params: DecodeParams) -> list[Task]:
         if not source:
             continue
         payload = {
-            "source": absolute_url(source),
+            "source": absolute_url(source),  # where workers read it (from any working directory)
+            "indexed_as": str(source),  # what the artifact records, so its bytes do not depend on where the clone is
             "is_folder": not row["video"],
             "fps": float(row["fps"]),
             "n_frames": int(row["n_frames"]),
@@ -147,7 +148,7 @@ def _attrs(p: dict[str, Any], clip: Clip, n: int) -> dict[str, Any]:
     return {
         "fps": p["fps"],
         "n_frames": n,
-        "source": p["source"],
+        "source": p["indexed_as"],
         "source_fps": clip.source_fps,
         "n_source_frames": clip.n_source_frames,
     }

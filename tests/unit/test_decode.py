@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -60,6 +62,21 @@ def toy(tmp_path):
     return make_ctx(tmp_path, rows), rows
 
 
+def test_a_relative_source_is_recorded_as_indexed_so_clones_elsewhere_write_the_same_bytes(tmp_path, monkeypatch):
+    stores = []
+    for clone in ("a", "clone_somewhere_else"):
+        root = tmp_path / clone
+        root.mkdir()
+        write_video(root / "v.mp4", grey_frames(12), 24)
+        monkeypatch.chdir(root)
+        ctx = make_ctx(root, [row("v", n_source=12, source_fps=24, video="v.mp4")])
+        decode.run(ctx)
+        stores.append(ArtifactStore(ctx.artifact("frames")))
+    assert stores[0].attrs("v")["source"] == stores[1].attrs("v")["source"] == "v.mp4"
+    files = [{p.relative_to(s.url): p.read_bytes() for p in Path(s.url).rglob("*") if p.is_file()} for s in stores]
+    assert files[0] == files[1]
+
+
 def test_decode_writes_frames_and_timestamps_on_the_dataset_timeline(toy):
     ctx, rows = toy
     summary = decode.run(ctx)
@@ -72,6 +89,7 @@ def test_decode_writes_frames_and_timestamps_on_the_dataset_timeline(toy):
         assert store.array(r["id"], "rgb").metadata.dimension_names == ("time", "y", "x", "channel")
         attrs = store.attrs(r["id"])
         assert attrs["fps"] == FPS and attrs["n_frames"] == r["n_frames"] and attrs["n_source_frames"] == r["n_source_frames"]
+        assert attrs["source"] == (r["video"] or r["frames_dir"])  # the path as indexed
     expected = resample_indices(np.arange(30) / 25, FPS)
     np.testing.assert_allclose(store.read("a", "timestamp"), expected / 25)
     assert [round(f.mean() / 8) for f in store.read("a", "rgb")] == expected.tolist()
