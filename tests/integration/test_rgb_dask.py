@@ -20,11 +20,18 @@ SOURCES = {"v0": (20, 25.0), "v1": (12, 10.0), "v2": (31, 30.0), "v3": (9, 24.0)
 FPS = 10.0
 
 
-def build(root, model_dir) -> StageContext:
+def write_sources(folder) -> None:
+    """The toy videos, encoded once and shared by the serial and the distributed run, so that the test
+    compares decoding only (not two encodings of the same frames)."""
     rng = np.random.default_rng(0)
+    for seq_id, (n, fps) in SOURCES.items():
+        write_video(folder / f"{seq_id}.mp4", rng.integers(0, 256, (n, 48, 64, 3), dtype=np.uint8), fps)
+
+
+def build(root, model_dir, videos) -> StageContext:
     rows = []
     for seq_id, (n, fps) in SOURCES.items():
-        path = write_video(root / f"{seq_id}.mp4", rng.integers(0, 256, (n, 48, 64, 3), dtype=np.uint8), fps)
+        path = videos / f"{seq_id}.mp4"
         rows.append({
             "id": seq_id, "dataset": "toy", "split": "train", "activity": "wave",
             "n_frames": len(resample_indices(uniform_times(n, fps), FPS)), "fps": FPS, "source_fps": fps,
@@ -55,11 +62,13 @@ def test_local_cluster_of_two_processes_equals_serial(tmp_path_factory):
 
     model_dir = save_random_checkpoint(tmp_path_factory.mktemp("model") / "ckpt", hidden_size=32,
                                        num_hidden_layers=2, num_attention_heads=2, image_size=56)
-    serial = build(tmp_path_factory.mktemp("serial"), model_dir)
+    videos = tmp_path_factory.mktemp("videos")
+    write_sources(videos)
+    serial = build(tmp_path_factory.mktemp("serial"), model_dir, videos)
     decode.run(serial)
     extract_dino.run(serial, device="cpu")
 
-    distributed = build(tmp_path_factory.mktemp("dask"), model_dir)
+    distributed = build(tmp_path_factory.mktemp("dask"), model_dir, videos)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         ctx = replace(distributed, scheduler=cluster.scheduler_address)
         assert sorted(decode.run(ctx).computed) == sorted(SOURCES)
