@@ -143,7 +143,8 @@ def clip_contrastive_loss(
 def nearest_partners(keys: torch.Tensor) -> torch.Tensor:
     """(B, D) one vector per sequence -> (B,) long: for each, the other sequence of the batch whose vector is
     the most cosine-similar (B >= 2). No labels: partners are mined from what the model already encodes."""
-    sim = F.normalize(keys.float(), dim=-1) @ F.normalize(keys.float(), dim=-1).T
+    unit = F.normalize(keys.float(), dim=-1)
+    sim = unit @ unit.T
     sim.fill_diagonal_(float("-inf"))
     return sim.argmax(dim=1)
 

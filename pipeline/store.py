@@ -74,15 +74,16 @@ class ArtifactStore:
 
     # ----------------------------------------------------------------- provenance (root attrs)
     def set_provenance(self, *, stage: str, params: Mapping[str, Any], **extra: Any) -> None:
-        """Record what produced this store. Called once per run by the coordinator, never by workers. No
-        wall-clock time or machine path goes in: the same inputs give the same bytes on any clone."""
+        """Record what produced this store, replacing what an earlier run recorded (no stale keys). Called
+        once per run by the coordinator, never by workers. No wall-clock time or machine path goes in: the
+        same inputs give the same bytes on any clone."""
         attrs = {
             "stage": stage,
             "params": _jsonable(params),
             "code_version": code_version(),
             **_jsonable(extra),
         }
-        self.root.attrs.update(attrs)
+        self.root.attrs.put(attrs)
 
     @property
     def provenance(self) -> dict[str, Any]:

@@ -23,6 +23,16 @@ def test_write_read_with_dims_attrs_and_fingerprint(tmp_path):
     assert again.provenance["params"] == {"pooling": "cls"} and again.provenance["model"] == "m"
 
 
+def test_provenance_is_replaced_by_the_next_run(tmp_path):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.set_provenance(stage="extract_dino", params={"pooling": "cls"}, model="m")
+    store.root.attrs.update({"updated": "2026-01-01T00:00:00+00:00"})  # what stores written before carry
+    store.set_provenance(stage="extract_dino", params={"pooling": "mean"})
+    again = ArtifactStore(tmp_path / "a.zarr").provenance
+    assert again["params"] == {"pooling": "mean"}
+    assert "model" not in again and "updated" not in again
+
+
 def test_one_chunk_per_sequence(tmp_path):
     store = ArtifactStore(tmp_path / "a.zarr", mode="a")
     store.write_sequence("s1", {"feature": features(n=300)}, fingerprint="f")
