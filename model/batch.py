@@ -16,11 +16,13 @@ import torch
 
 @dataclass
 class Batch:
-    """arrays: name -> (B, T, ...) float tensors; mask: (B, T) bool; activities: per-row activity names."""
+    """arrays: name -> (B, T, ...) float tensors; mask: (B, T) bool; activities: per-row activity names;
+    index: (B,) long, each row's position among the training sequences (set by the trainer), or None."""
 
     arrays: dict[str, torch.Tensor]
     mask: torch.Tensor
     activities: tuple[str, ...] = field(default_factory=tuple)
+    index: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -29,7 +31,7 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         arrays = {k: v.to(device, non_blocking=True) for k, v in self.arrays.items()}
-        return Batch(arrays, self.mask.to(device, non_blocking=True), self.activities)
+        return Batch(arrays, self.mask.to(device, non_blocking=True), self.activities, self.index)
 
 
 def pad_sequences(seqs: Sequence[torch.Tensor], value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,8 +47,10 @@ def pad_sequences(seqs: Sequence[torch.Tensor], value: float = 0.0) -> tuple[tor
     return out, mask
 
 
-def collate(items: Sequence[Mapping[str, np.ndarray]], activities: Sequence[str] = ()) -> Batch:
-    """Pad per-sequence arrays {name: (T, ...)} (all of one sequence's arrays share T) into a Batch."""
+def collate(items: Sequence[Mapping[str, np.ndarray]], activities: Sequence[str] = (),
+            index: Sequence[int] | None = None) -> Batch:
+    """Pad per-sequence arrays {name: (T, ...)} (all of one sequence's arrays share T) into a Batch; `index`:
+    the items' positions among the training sequences, kept as `Batch.index`."""
     names = list(items[0])
     arrays, mask = {}, None
     for name in names:
@@ -55,7 +59,8 @@ def collate(items: Sequence[Mapping[str, np.ndarray]], activities: Sequence[str]
         if mask is not None and not torch.equal(mask, mask_n):
             raise ValueError(f"array '{name}' has a different number of frames than '{names[0]}' in a sequence")
         mask = mask_n
-    return Batch(arrays, mask, tuple(activities))
+    rows = torch.as_tensor(np.asarray(index, dtype=np.int64)) if index is not None else None
+    return Batch(arrays, mask, tuple(activities), rows)
 
 
 def pad_indices(maps: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,7 +4,9 @@
   symmetric negative cosine with stop-gradient on the target side (the clip-level form of MASA's eq. 7).
 - `TrajectoryDecoder`: the clip vector of one view, with a Fourier encoding of normalised time t in [0, 1],
   must reproduce the other view's unaugmented normalised skeleton at t (masked mean squared error over the
-  confident joints), so the vector has to summarise the whole motion of its sequence.
+  confident joints), so the vector has to summarise the whole motion of its sequence. Given a left/right
+  joint permutation (`mirror`), each sequence is scored against the closer of the target and its mirror
+  image, so the vector need not tell a motion from its mirror image (e.g. left- from right-handed).
 """
 
 from __future__ import annotations
@@ -40,19 +42,29 @@ def fourier_time(t: torch.Tensor, n_freq: int) -> torch.Tensor:
 
 
 class TrajectoryDecoder(nn.Module):
-    def __init__(self, dim: int, hidden: int, n_joints: int, coord_dim: int, *, n_freq: int = 8):
+    def __init__(self, dim: int, hidden: int, n_joints: int, coord_dim: int, *, n_freq: int = 8,
+                 mirror: tuple[int, ...] | None = None):
         super().__init__()
         self.n_freq = n_freq
+        self.mirror = list(mirror) if mirror is not None else None
         self.shape = (n_joints, coord_dim)
         self.net = mlp([dim + 2 * n_freq, hidden, hidden, n_joints * coord_dim])
 
     def loss(self, clip: torch.Tensor, times: torch.Tensor, target: torch.Tensor, conf: torch.Tensor,
              mask: torch.Tensor) -> torch.Tensor:
         """clip: (B, d); times: (B, N) normalised times of the target frames; target: (B, N, K, D) normalised
-        coordinates; conf: (B, N, K); mask: (B, N) -> mean squared error over confident joints of real frames."""
+        coordinates (root-centred, so the mirror image is x -> -x); conf: (B, N, K); mask: (B, N) -> mean
+        squared error over confident joints of real frames (with `mirror`: per sequence, against the closer of
+        the target and its mirror image)."""
         B, N = times.shape
         query = torch.cat((clip[:, None, :].expand(B, N, clip.shape[-1]), fourier_time(times, self.n_freq).to(clip)), -1)
         pred = self.net(query).view(B, N, *self.shape)
+        target = target.to(pred)
         weight = ((conf > 0) & mask[..., None]).to(pred.dtype)  # (B, N, K)
-        err = ((pred - target.to(pred)) ** 2).sum(-1)
-        return (err * weight).sum() / weight.sum().clamp(min=1)
+        err = (((pred - target) ** 2).sum(-1) * weight).sum((1, 2))  # (B,)
+        if self.mirror is not None:
+            mirrored = target[..., self.mirror, :].clone()
+            mirrored[..., 0] = -mirrored[..., 0]
+            err_m = (((pred - mirrored) ** 2).sum(-1) * weight[..., self.mirror]).sum((1, 2))
+            err = torch.minimum(err, err_m)
+        return err.sum() / weight.sum().clamp(min=1)

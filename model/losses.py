@@ -149,6 +149,25 @@ def nearest_partners(keys: torch.Tensor) -> torch.Tensor:
     return sim.argmax(dim=1)
 
 
+def relation_distillation_loss(
+    keys: torch.Tensor, teacher_distance: torch.Tensor, temperature: float, teacher_temperature: float
+) -> torch.Tensor:
+    """Relational distillation: each sequence's similarities to the batch's others, as a softmax over the
+    others, must follow a teacher's distances (KL(teacher || student), mean over sequences; B >= 2).
+
+    keys: (B, D) one vector per sequence (student: cosine / temperature); teacher_distance: (B, B) symmetric,
+    zero diagonal (teacher: -distance / (teacher_temperature * the row's mean distance to the others), so the
+    teacher's sharpness does not depend on the distance's units)."""
+    B = keys.shape[0]
+    off = ~torch.eye(B, dtype=torch.bool, device=keys.device)
+    unit = F.normalize(keys.float(), dim=-1)
+    student = (unit @ unit.T / temperature).masked_fill(~off, NEG).log_softmax(-1)
+    dist = teacher_distance.to(keys.device).float()
+    scale = (dist * off).sum(1, keepdim=True) / (B - 1)
+    teacher = (-dist / (teacher_temperature * scale.clamp(min=1e-8))).masked_fill(~off, NEG).softmax(-1)
+    return (teacher * (teacher.clamp(min=1e-12).log() - student) * off).sum(-1).mean()
+
+
 def cycle_back_loss(
     za: torch.Tensor, mask_a: torch.Tensor, index_a: torch.Tensor,
     zb: torch.Tensor, mask_b: torch.Tensor, temperature: float,

@@ -26,6 +26,12 @@ Clip-level options (params; all off reproduces the paper's formulation):
   output, or the time-averaged U): frames of one video must find their place in a *different* video of the
   same kind. With a clip token the two halves of U specialise: the frame part carries the phase, the clip
   part the activity.
+- `relate_weight` > 0 distils a label-free teacher into the clip vectors: before training, the DTW
+  distance (mirror image allowed, `model.dtw`) between every two training sequences' normalised skeletons,
+  resampled to `relate_frames` frames; each step, the softmax over the batch of a clip vector's cosine
+  similarities to the others must follow the softmax of the negative DTW distances
+  (`model.losses.relation_distillation_loss`), so clip vectors come to rank videos as a speed- and
+  handedness-free comparison of whole motions does.
 - `clip_scale` weights the clip part of the exported U (inference only). Kendall's tau is unchanged by it
   (the clip part is constant within a sequence); distance-based activity retrieval leans on the clip part
   as it grows.
@@ -36,9 +42,13 @@ features (`feature`, layer-normalised), concatenated per frame; `fusion_early` i
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,6 +56,7 @@ from model.attention import AlternatingEncoder, SelfAttentionStack
 from model.batch import Batch, gather_frames, pad_indices
 from model.clip_objectives import TokenSimSiam, TrajectoryDecoder
 from model.coordinates import SkeletonAugmentParams
+from model.dtw import mirror_dtw_matrix
 from model.frame_inputs import FrameInputs, artifact_arrays
 from model.heads import ProjectionHead, mlp
 from model.losses import (
@@ -57,10 +68,14 @@ from model.losses import (
     cycle_back_loss,
     masked_mean_pool,
     nearest_partners,
+    relation_distillation_loss,
 )
 from model.method import AlignmentMethod, InputSpec, Progress
+from model.metrics import uniform_positions
 from model.positional import SinusoidalPE, frame_positions
 from model.temporal_augment import dual_maps
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,8 +112,13 @@ class MasaParams:
     contrast_on: Literal["frames", "token"] = "frames"
     contrast_head: bool = True
     decode_weight: float = 0.0
+    decode_mirror: bool = False
     cross_weight: float = 0.0
     cross_temperature: float = 0.1
+    relate_weight: float = 0.0
+    relate_frames: int = 32
+    relate_temperature: float = 0.1
+    relate_teacher_temperature: float = 0.1
     clip_scale: float = 1.0
     trim_min_fraction: float = 0.5
     shared_trim: bool = True
@@ -144,7 +164,12 @@ class Masa(AlignmentMethod):
             if skeleton is None or not p.clip_token:
                 raise ValueError(f"{type(self).__name__}: decode_weight > 0 needs a keypoint input and clip_token: true")
             self.decode_array = skeleton.array
-            self.decoder = TrajectoryDecoder(p.d_model, p.proj_hidden, skeleton.layout.n_joints, skeleton.coord_dim)
+            mirror = skeleton.layout.joint_flip_permutation if p.decode_mirror else None
+            self.decoder = TrajectoryDecoder(p.d_model, p.proj_hidden, skeleton.layout.n_joints, skeleton.coord_dim,
+                                             mirror=mirror)
+        if p.relate_weight > 0 and (not p.clip_token or not self.coords):
+            raise ValueError(f"{type(self).__name__}: relate_weight > 0 needs a keypoint input and clip_token: true")
+        self.relate_distance: torch.Tensor | None = None  # (N, N) DTW between training sequences, by prepare()
         self.contrast_head: nn.Module | None = None
         if p.contrast_weight > 0:
             source = p.d_model if p.contrast_on == "token" else self.dim
@@ -177,6 +202,27 @@ class Masa(AlignmentMethod):
         return u * mask.unsqueeze(-1), clip
 
     # ------------------------------------------------------------------ training
+    def prepare(self, sequences: Sequence[Mapping[str, np.ndarray]]) -> None:
+        """With relate_weight > 0: the (N, N) mirror-aware DTW distances between the training sequences'
+        normalised skeletons (the first keypoint input), each resampled to relate_frames frames."""
+        if self.params.relate_weight <= 0:
+            return
+        started = time.perf_counter()
+        name, coords = next(iter(self.coords.items()))
+        L = self.params.relate_frames
+        resampled = []
+        for seq in sequences:
+            joints = torch.as_tensor(np.asarray(seq[name], dtype=np.float32))
+            frames = joints[torch.as_tensor(uniform_positions(len(joints), L))][None]  # (1, L, K, C)
+            xy, conf = coords.prepare(frames, torch.ones(frames.shape[:2], dtype=torch.bool))
+            resampled.append((xy * (conf > 0).unsqueeze(-1))[0])  # (L, K, D), missing joints at 0
+        x = torch.stack(resampled)  # (N, L, K, D)
+        mirrored = x[:, :, list(coords.layout.joint_flip_permutation)].clone()
+        mirrored[..., 0] = -mirrored[..., 0]
+        distance = mirror_dtw_matrix(x.flatten(2).numpy(), mirrored.flatten(2).numpy())
+        self.relate_distance = torch.as_tensor(distance, dtype=torch.float32)
+        log.info("relate: DTW between %d training sequences in %.1f s", len(sequences), time.perf_counter() - started)
+
     def views(self, batch: Batch, gen: torch.Generator) -> tuple[dict, torch.Tensor, torch.Tensor, dict, torch.Tensor, torch.Tensor]:
         """Dual augmentation: streams of both views (B, M|N, ...), their masks and index maps (B, M|N) long."""
         p = self.params
@@ -238,6 +284,15 @@ class Masa(AlignmentMethod):
             )
             total = total + p.decode_weight * decode
             scalars["decode"] = float(decode.detach())
+        if self.relate_distance is not None and batch.index is not None and c1.shape[0] >= 3:
+            rows = batch.index.cpu()
+            teacher = self.relate_distance[rows][:, rows]
+            relate = 0.5 * (
+                relation_distillation_loss(c1, teacher, p.relate_temperature, p.relate_teacher_temperature)
+                + relation_distillation_loss(c2, teacher, p.relate_temperature, p.relate_teacher_temperature)
+            )
+            total = total + p.relate_weight * relate
+            scalars["relate"] = float(relate.detach())
         if p.cross_weight > 0 and z1.shape[0] >= 2:
             keys = c1 if c1 is not None else masked_mean_pool(u1, m1)
             partner = nearest_partners(keys.detach())

@@ -8,6 +8,9 @@ A method is an `nn.Module` subclass of `AlignmentMethod` that declares:
 - `loss(batch, gen, progress)`: the training loss on a padded `Batch` (augmentation happens inside, on the
   batch's device, with random draws from the CPU generator `gen`), plus scalars to log;
 - `embed(batch)`: (B, T, D) per-frame embeddings without augmentation, zero on padding;
+- optionally `prepare(sequences)`: called by the trainer once, before the first step (also on resume), with
+  every training sequence ({array name: (T, ...)}, in the order `Batch.index` refers to), e.g. to precompute
+  label-free relations between them;
 - optionally `segment(batch)`: (B, T) int64 per-frame segment labels, with `segments = True` (the train
   stage then also writes `{seq}/segment` into `embeddings_<method>.zarr`).
 Input normalisation (e.g. keypoints -> centred, scaled coordinates) is part of the method, so `embed` takes
@@ -16,9 +19,11 @@ the arrays exactly as the artifact stores hold them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,6 +74,9 @@ class AlignmentMethod(nn.Module):
     @classmethod
     def build(cls, params: Any, spec: InputSpec) -> AlignmentMethod:
         raise NotImplementedError(f"{cls.__name__} does not implement build")
+
+    def prepare(self, sequences: Sequence[Mapping[str, np.ndarray]]) -> None:
+        """Precompute from all training sequences before training (nothing by default)."""
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError(f"{type(self).__name__} does not implement loss")

@@ -60,6 +60,7 @@ class Trainer:
         milestones = [m * self.n_batches for m in params.lr_milestones]
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, gamma=params.lr_gamma)
         self.step = 0
+        self.model.prepare(sequences)
 
     @property
     def done(self) -> bool:
@@ -84,7 +85,7 @@ class Trainer:
         seed = step_seed(self.params.seed, self.step)
         torch.manual_seed(seed)  # dropout and any other draw from the global generator
         gen = torch.Generator().manual_seed(seed)
-        batch = collate([self.sequences[i] for i in positions], [self.activities[i] for i in positions])
+        batch = collate([self.sequences[i] for i in positions], [self.activities[i] for i in positions], positions)
         batch = batch.to(self.device)
         self.model.train()
         progress = Progress(epoch=epoch, step=self.step, epochs=self.params.epochs)

@@ -15,6 +15,7 @@ from model.losses import (
     contrastive_regression_loss,
     cycle_back_loss,
     nearest_partners,
+    relation_distillation_loss,
 )
 
 
@@ -145,3 +146,19 @@ def test_cycle_back_is_near_zero_between_videos_of_one_motion_and_large_against_
     assert good < 1e-3
     assert frozen > 0.05
     assert torch.isclose(good, padded)
+
+
+def test_relation_distillation_rewards_clip_vectors_that_rank_like_the_teacher():
+    # teacher: sequences 0, 1 close; 2, 3 close; the two pairs far apart
+    dist = torch.tensor([[0.0, 1, 9, 9], [1, 0, 9, 9], [9, 9, 0, 1], [9, 9, 1, 0]])
+    agree = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    swapped = agree[[0, 2, 1, 3]]  # 0 now resembles 2, 1 resembles 3
+    good = relation_distillation_loss(agree, dist, temperature=0.1, teacher_temperature=0.1)
+    bad = relation_distillation_loss(swapped, dist, temperature=0.1, teacher_temperature=0.1)
+    assert 0 <= good < 0.05
+    assert bad > 1.0
+    # units of the teacher's distance do not matter; the diagonal is ignored
+    assert torch.isclose(good, relation_distillation_loss(agree, 100 * dist, 0.1, 0.1))
+    keys = agree.clone().requires_grad_(True)
+    relation_distillation_loss(keys, dist, 0.1, 0.1).backward()
+    assert torch.isfinite(keys.grad).all()

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from model.batch import collate
+from model.clip_objectives import TrajectoryDecoder
 from model.coordinates import SkeletonAugmentParams
 from model.masa import Masa
 from model.method import InputSpec, Progress
+from pipeline.skeletons import get_layout
 from tests.tiny_models import tiny_params
 
 SPEC = InputSpec({"joints_2d": (13, 3)}, "penn13")
@@ -79,6 +81,49 @@ def test_cross_video_loss_pairs_each_sequence_with_its_nearest_other():
     assert torch.isclose(loss, base + scalars["cross"], atol=1e-5)
     one, one_scalars = model.loss(_batch((12,)), torch.Generator().manual_seed(0), Progress(0, 0))
     assert "cross" not in one_scalars  # a batch of one sequence has no partner
+
+
+def test_relate_distils_dtw_between_training_sequences_into_the_clip_vectors():
+    rng = np.random.default_rng(0)
+    seqs = [{"joints_2d": np.concatenate([rng.normal(80, 15, (n, 13, 2)), np.ones((n, 13, 1))], -1)}
+            for n in (12, 20, 7, 9)]
+    mirrored = seqs[0]["joints_2d"].copy()
+    mirrored[..., 0] = 200 - mirrored[..., 0]
+    mirrored[:, :, :2] = mirrored[:, list(get_layout("penn13").joint_flip_permutation), :2]
+    seqs.append({"joints_2d": mirrored})  # sequence 0 seen in a mirror: the same motion for the teacher
+    torch.manual_seed(0)
+    model = Masa.build(tiny_params("masa", clip_token=True, relate_weight=2.0), SPEC)
+    model.prepare(seqs)
+    d = model.relate_distance
+    assert d.shape == (5, 5) and torch.allclose(d, d.T)
+    assert d[0, 4] < 1e-4 < d[0, 1]
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    batch = collate(seqs[:4], index=[0, 1, 2, 3])
+    loss, scalars = model.loss(batch, gen(), Progress(0, 0))
+    off = Masa.build(tiny_params("masa", clip_token=True), SPEC)
+    off.load_state_dict(model.state_dict())
+    base, _ = off.loss(batch, gen(), Progress(0, 0))
+    assert scalars["relate"] > 0
+    assert torch.isclose(loss, base + 2.0 * scalars["relate"], atol=1e-5)
+    _, unindexed = model.loss(collate(seqs[:4]), gen(), Progress(0, 0))
+    assert "relate" not in unindexed  # rows not known to be training sequences: no teacher
+    with pytest.raises(ValueError, match="clip_token"):
+        Masa.build(tiny_params("masa", relate_weight=1.0), SPEC)
+
+
+def test_mirrored_decoding_scores_a_motion_and_its_mirror_image_alike():
+    torch.manual_seed(0)
+    perm = get_layout("penn13").joint_flip_permutation
+    decoder = TrajectoryDecoder(8, 16, 13, 2, mirror=perm)
+    plain = TrajectoryDecoder(8, 16, 13, 2)
+    plain.load_state_dict(decoder.state_dict())
+    clip, times = torch.randn(2, 8), torch.rand(2, 6)
+    target, conf, mask = torch.randn(2, 6, 13, 2), torch.ones(2, 6, 13), torch.ones(2, 6, dtype=torch.bool)
+    image = target[:, :, list(perm)].clone()
+    image[..., 0] = -image[..., 0]
+    assert torch.isclose(decoder.loss(clip, times, target, conf, mask), decoder.loss(clip, times, image, conf, mask))
+    assert decoder.loss(clip, times, target, conf, mask) <= plain.loss(clip, times, target, conf, mask) + 1e-6
+    assert not torch.isclose(plain.loss(clip, times, target, conf, mask), plain.loss(clip, times, image, conf, mask))
 
 
 def test_token_options_need_the_clip_token():

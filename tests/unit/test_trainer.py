@@ -88,3 +88,25 @@ def test_a_failing_step_names_its_sequences(monkeypatch):
     monkeypatch.setattr(model, "loss", broken)
     with pytest.raises(RuntimeError, match=r"training step 0 failed on sequences \[.*'v0'.*\]: bad input"):
         trainer.run(lambda r: None, lambda: None)
+
+
+def test_the_method_is_prepared_with_every_training_sequence_and_batches_carry_their_positions(monkeypatch):
+    seqs, acts = _data()
+    model = get_method("masa").build(tiny_params("masa"), InputSpec({"joints_2d": (13, 3)}, "penn13"))
+    prepared, seen = [], []
+    monkeypatch.setattr(model, "prepare", lambda sequences: prepared.append(list(sequences)))
+    original = model.loss
+
+    def spy(batch, gen, progress):
+        seen.append(batch)
+        return original(batch, gen, progress)
+
+    monkeypatch.setattr(model, "loss", spy)
+    trainer = Trainer(model, TrainParams(epochs=1, batch_size=4, bucket_edges=(16,)), seqs, acts, torch.device("cpu"))
+    assert len(prepared) == 1 and len(prepared[0]) == len(seqs)
+    trainer.run(lambda r: None, lambda: None)
+    rows = sorted(int(i) for b in seen for i in b.index)
+    assert rows == list(range(len(seqs)))  # one epoch: every sequence once, by its position
+    for b in seen:
+        for row, length in zip(b.index.tolist(), b.lengths.tolist()):
+            assert len(seqs[row]["joints_2d"]) == length
