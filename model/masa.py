@@ -119,6 +119,7 @@ class MasaParams:
     relate_frames: int = 32
     relate_temperature: float = 0.1
     relate_teacher_temperature: float = 0.1
+    relate_max_sequences: int = 10000
     clip_scale: float = 1.0
     trim_min_fraction: float = 0.5
     shared_trim: bool = True
@@ -207,6 +208,11 @@ class Masa(AlignmentMethod):
         normalised skeletons (the first keypoint input), each resampled to relate_frames frames."""
         if self.params.relate_weight <= 0:
             return
+        if len(sequences) > self.params.relate_max_sequences:
+            raise ValueError(
+                f"{type(self).__name__}: relate_weight > 0 compares every two of the {len(sequences)} training sequences "
+                f"by DTW (time and memory grow with the square), above relate_max_sequences="
+                f"{self.params.relate_max_sequences}; set relate_weight: 0 or raise relate_max_sequences")
         started = time.perf_counter()
         name, coords = next(iter(self.coords.items()))
         L = self.params.relate_frames

@@ -109,6 +109,8 @@ def test_relate_distils_dtw_between_training_sequences_into_the_clip_vectors():
     assert "relate" not in unindexed  # rows not known to be training sequences: no teacher
     with pytest.raises(ValueError, match="clip_token"):
         Masa.build(tiny_params("masa", relate_weight=1.0), SPEC)
+    with pytest.raises(ValueError, match="relate_max_sequences"):
+        Masa.build(tiny_params("masa", clip_token=True, relate_weight=1.0, relate_max_sequences=4), SPEC).prepare(seqs)
 
 
 def test_mirrored_decoding_scores_a_motion_and_its_mirror_image_alike():
