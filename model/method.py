@@ -8,7 +8,7 @@ A method is an `nn.Module` subclass of `AlignmentMethod` that declares:
 - `loss(batch, gen, progress)`: the training loss on a padded `Batch` (augmentation happens inside, on the
   batch's device, with random draws from the CPU generator `gen`), plus scalars to log;
 - `embed(batch)`: (B, T, D) per-frame embeddings without augmentation, zero on padding;
-- optionally `prepare(sequences)`: called by the trainer once, before the first step (also on resume), with
+- optionally `prepare(sequences)`: called by `Trainer.run` once, before its first step (also on resume), with
   every training sequence ({array name: (T, ...)}, in the order `Batch.index` refers to), e.g. to precompute
   label-free relations between them;
 - optionally `segment(batch)`: (B, T) int64 per-frame segment labels, with `segments = True` (the train

@@ -60,7 +60,6 @@ class Trainer:
         milestones = [m * self.n_batches for m in params.lr_milestones]
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, gamma=params.lr_gamma)
         self.step = 0
-        self.model.prepare(sequences)
 
     @property
     def done(self) -> bool:
@@ -114,14 +113,16 @@ class Trainer:
         desc: str = "train",
     ) -> None:
         """Train from the current step to `total_steps`, calling `on_log` every `log_every` steps and
-        `on_checkpoint` every `checkpoint_every` epochs and at the end. Records carry `elapsed_s`, the
-        seconds since this call started training."""
+        `on_checkpoint` every `checkpoint_every` epochs and at the end. First the method's `prepare` sees every
+        training sequence (on resume too; not when nothing is left to train). Records carry `elapsed_s`, the
+        seconds since this call started training, `prepare` included."""
         from tqdm.auto import tqdm
 
         p = self.params
         bar = tqdm(total=self.total_steps, initial=self.step, desc=desc, unit="step", dynamic_ncols=True)
         window: list[tuple[float, dict[str, float], int]] = []
         tick = started = time.perf_counter()
+        self.model.prepare(self.sequences)  # counted in elapsed_s: it is part of training
         start_epoch = self.step // self.n_batches
         for epoch in range(start_epoch, p.epochs):
             batches = epoch_batches(self.lengths, p.bucket_edges, p.batch_size, seed=p.seed, epoch=epoch)

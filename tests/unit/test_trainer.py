@@ -103,8 +103,8 @@ def test_the_method_is_prepared_with_every_training_sequence_and_batches_carry_t
 
     monkeypatch.setattr(model, "loss", spy)
     trainer = Trainer(model, TrainParams(epochs=1, batch_size=4, bucket_edges=(16,)), seqs, acts, torch.device("cpu"))
-    assert len(prepared) == 1 and len(prepared[0]) == len(seqs)
     trainer.run(lambda r: None, lambda: None)
+    assert len(prepared) == 1 and len(prepared[0]) == len(seqs)
     rows = sorted(int(i) for b in seen for i in b.index)
     assert rows == list(range(len(seqs)))  # one epoch: every sequence once, by its position
     for b in seen:
