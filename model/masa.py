@@ -55,7 +55,7 @@ from torch import nn
 from model.attention import AlternatingEncoder, SelfAttentionStack
 from model.batch import Batch, gather_frames, pad_indices
 from model.clip_objectives import TokenSimSiam, TrajectoryDecoder
-from model.coordinates import SkeletonAugmentParams
+from model.coordinates import CoordinateInput, SkeletonAugmentParams
 from model.dtw import mirror_dtw_matrix
 from model.frame_inputs import FrameInputs, artifact_arrays
 from model.heads import ProjectionHead, mlp
@@ -215,17 +215,8 @@ class Masa(AlignmentMethod):
                 f"{self.params.relate_max_sequences}; set relate_weight: 0 or raise relate_max_sequences")
         started = time.perf_counter()
         name, coords = next(iter(self.coords.items()))
-        L = self.params.relate_frames
-        resampled = []
-        for seq in sequences:
-            joints = torch.as_tensor(np.asarray(seq[name], dtype=np.float32))
-            frames = joints[torch.as_tensor(uniform_positions(len(joints), L))][None]  # (1, L, K, C)
-            xy, conf = coords.prepare(frames, torch.ones(frames.shape[:2], dtype=torch.bool))
-            resampled.append((xy * (conf > 0).unsqueeze(-1))[0])  # (L, K, D), missing joints at 0
-        x = torch.stack(resampled)  # (N, L, K, D)
-        mirrored = x[:, :, list(coords.layout.joint_flip_permutation)].clone()
-        mirrored[..., 0] = -mirrored[..., 0]
-        distance = mirror_dtw_matrix(x.flatten(2).numpy(), mirrored.flatten(2).numpy())
+        x, mirrored = skeleton_curves([seq[name] for seq in sequences], coords, self.params.relate_frames)
+        distance = mirror_dtw_matrix(x, mirrored)
         self.relate_distance = torch.as_tensor(distance, dtype=torch.float32)
         log.info("relate: DTW between %d training sequences in %.1f s", len(sequences), time.perf_counter() - started)
 
@@ -315,6 +306,22 @@ class Masa(AlignmentMethod):
         x = self._frame_features(self._streams(batch), None)
         tokens, mask = self._tokens(x, batch.mask)
         return self._split(self.encoder.single(tokens, mask), batch.mask, self.params.clip_scale)[0]
+
+
+def skeleton_curves(joints: Sequence[np.ndarray], coords: CoordinateInput, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stored keypoint arrays (T_i, K, C) -> each normalised as `coords` does for the model and resampled to
+    `frames` uniform positions, flattened: (N, frames, K * D) float32 with missing joints at 0, and the same for
+    their mirror images (left/right joints swapped, x negated about the root)."""
+    resampled = []
+    for seq in joints:
+        seq = torch.as_tensor(np.asarray(seq, dtype=np.float32))
+        picked = seq[torch.as_tensor(uniform_positions(len(seq), frames))][None]  # (1, frames, K, C)
+        xy, conf = coords.prepare(picked, torch.ones(picked.shape[:2], dtype=torch.bool))
+        resampled.append((xy * (conf > 0).unsqueeze(-1))[0])  # (frames, K, D)
+    x = torch.stack(resampled)  # (N, frames, K, D)
+    mirrored = x[:, :, list(coords.layout.joint_flip_permutation)].clone()
+    mirrored[..., 0] = -mirrored[..., 0]
+    return x.flatten(2).numpy(), mirrored.flatten(2).numpy()
 
 
 def _overlap(g1: torch.Tensor, m1: torch.Tensor, g2: torch.Tensor, m2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
