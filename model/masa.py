@@ -281,7 +281,10 @@ class Masa(AlignmentMethod):
             )
             total = total + p.decode_weight * decode
             scalars["decode"] = float(decode.detach())
-        if self.relate_distance is not None and batch.index is not None and c1.shape[0] >= 3:
+        if p.relate_weight > 0 and c1.shape[0] >= 3:
+            if self.relate_distance is None or batch.index is None:
+                raise ValueError(f"{type(self).__name__}: relate_weight > 0 needs prepare(training sequences) first and "
+                                 "batches that carry their rows' positions among them (Trainer.run does both)")
             rows = batch.index.cpu()
             teacher = self.relate_distance[rows][:, rows]
             relate = 0.5 * (

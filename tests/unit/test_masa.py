@@ -105,8 +105,10 @@ def test_relate_distils_dtw_between_training_sequences_into_the_clip_vectors():
     base, _ = off.loss(batch, gen(), Progress(0, 0))
     assert scalars["relate"] > 0
     assert torch.isclose(loss, base + 2.0 * scalars["relate"], atol=1e-5)
-    _, unindexed = model.loss(collate(seqs[:4]), gen(), Progress(0, 0))
-    assert "relate" not in unindexed  # rows not known to be training sequences: no teacher
+    with pytest.raises(ValueError, match="positions"):
+        model.loss(collate(seqs[:4]), gen(), Progress(0, 0))  # rows not known to be training sequences
+    _, pair = model.loss(collate(seqs[:2], index=[0, 1]), gen(), Progress(0, 0))
+    assert "relate" not in pair  # two sequences: a softmax over one other says nothing
     with pytest.raises(ValueError, match="clip_token"):
         Masa.build(tiny_params("masa", relate_weight=1.0), SPEC)
     with pytest.raises(ValueError, match="relate_max_sequences"):
