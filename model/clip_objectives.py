@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.heads import ProjectionHead, mlp
+from model.skeleton_augment import flip
 
 
 class TokenSimSiam(nn.Module):
@@ -46,7 +47,7 @@ class TrajectoryDecoder(nn.Module):
                  mirror: tuple[int, ...] | None = None):
         super().__init__()
         self.n_freq = n_freq
-        self.mirror = list(mirror) if mirror is not None else None
+        self.mirror = tuple(mirror) if mirror is not None else None
         self.shape = (n_joints, coord_dim)
         self.net = mlp([dim + 2 * n_freq, hidden, hidden, n_joints * coord_dim])
 
@@ -63,8 +64,7 @@ class TrajectoryDecoder(nn.Module):
         weight = ((conf > 0) & mask[..., None]).to(pred.dtype)  # (B, N, K)
         err = (((pred - target) ** 2).sum(-1) * weight).sum((1, 2))  # (B,)
         if self.mirror is not None:
-            mirrored = target[..., self.mirror, :].clone()
-            mirrored[..., 0] = -mirrored[..., 0]
+            mirrored = flip(target, self.mirror, torch.zeros(B), torch.ones(B, dtype=torch.bool))
             err_m = (((pred - mirrored) ** 2).sum(-1) * weight[..., self.mirror]).sum((1, 2))
             err = torch.minimum(err, err_m)
         return err.sum() / weight.sum().clamp(min=1)

@@ -58,4 +58,3 @@ def mirror_dtw_matrix(x: np.ndarray, mirrored: np.ndarray | None = None) -> np.n
     m = np.ascontiguousarray(mirrored if mirrored is not None else x, dtype=np.float32)
     upper = _pairwise(x, m, mirrored is not None)
     return upper + upper.T
-

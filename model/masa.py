@@ -73,6 +73,7 @@ from model.losses import (
 from model.method import AlignmentMethod, InputSpec, Progress
 from model.metrics import uniform_positions
 from model.positional import SinusoidalPE, frame_positions
+from model.skeleton_augment import flip
 from model.temporal_augment import dual_maps
 
 log = logging.getLogger(__name__)
@@ -214,11 +215,12 @@ class Masa(AlignmentMethod):
                 f"by DTW (time and memory grow with the square), above relate_max_sequences="
                 f"{self.params.relate_max_sequences}; set relate_weight: 0 or raise relate_max_sequences")
         started = time.perf_counter()
+        log.info("relate: DTW between every two of %d training sequences (grows with the square)", len(sequences))
         name, coords = next(iter(self.coords.items()))
         x, mirrored = skeleton_curves([seq[name] for seq in sequences], coords, self.params.relate_frames)
         distance = mirror_dtw_matrix(x, mirrored)
         self.relate_distance = torch.as_tensor(distance, dtype=torch.float32)
-        log.info("relate: DTW between %d training sequences in %.1f s", len(sequences), time.perf_counter() - started)
+        log.info("relate: DTW matrix done in %.1f s", time.perf_counter() - started)
 
     def views(self, batch: Batch, gen: torch.Generator) -> tuple[dict, torch.Tensor, torch.Tensor, dict, torch.Tensor, torch.Tensor]:
         """Dual augmentation: streams of both views (B, M|N, ...), their masks and index maps (B, M|N) long."""
@@ -322,8 +324,8 @@ def skeleton_curves(joints: Sequence[np.ndarray], coords: CoordinateInput, frame
         xy, conf = coords.prepare(picked, torch.ones(picked.shape[:2], dtype=torch.bool))
         resampled.append((xy * (conf > 0).unsqueeze(-1))[0])  # (frames, K, D)
     x = torch.stack(resampled)  # (N, frames, K, D)
-    mirrored = x[:, :, list(coords.layout.joint_flip_permutation)].clone()
-    mirrored[..., 0] = -mirrored[..., 0]
+    N = x.shape[0]
+    mirrored = flip(x, coords.layout.joint_flip_permutation, torch.zeros(N), torch.ones(N, dtype=torch.bool))
     return x.flatten(2).numpy(), mirrored.flatten(2).numpy()
 
 
