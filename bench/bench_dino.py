@@ -4,7 +4,7 @@ Random-weight DINOv2 checkpoints of the released shapes are written to a temp di
 a frames.zarr of random 224 x 224 uint8 frames in sequences of `--seq-frames`. Measured in one run:
 - `model_fps`: the model alone on preloaded, already normalised tensors on the device, same batch size,
   same dtype (float32 on CPU; bf16 autocast on CUDA), inference mode;
-- `stage_fps`: the stage's embedding loop (`pipeline.embedding.embed_jobs`, model already loaded): read
+- `stage_fps`: the stage's embedding loop (`pipeline.dino.embedding.embed_jobs`, model already loaded): read
   frames.zarr in background threads, copy to the device, normalise there, model, pool, write dino.zarr;
 - `stage_run_fps`: the whole `stages.extract_dino.run` (index, fingerprints, model loading included).
 The model and the stage loop are measured alternately `--repeat` times and the best of each counts, so
@@ -95,8 +95,9 @@ def model_alone_fps(model, device, batch_size: int, n_frames: int, bf16: bool) -
 
 def stage_loop_fps(ctx: StageContext, device_name: str) -> tuple[float, float]:
     """(frames/s, CPU seconds per frame) of the embedding loop, model already loaded (cached here)."""
-    from pipeline.dino import resolve
-    from pipeline.embedding import cached_model, embed_jobs, resolve_device
+    from pipeline.device import resolve_device
+    from pipeline.dino.embedding import cached_model, embed_jobs
+    from pipeline.dino.model import resolve
     from pipeline.params import to_dict
     from pipeline.sequences import read_index
     from stages.extract_dino import STAGE, ExtractDinoParams, make_jobs
@@ -134,8 +135,9 @@ def stage_run_fps(ctx: StageContext, device_name: str) -> float:
 def bench_shape(shape: str, args, root: Path) -> dict:
     import torch
 
-    from pipeline.dino import load_model, resolve, save_random_checkpoint
-    from pipeline.embedding import resolve_device, resolve_dtype
+    from pipeline.device import resolve_device
+    from pipeline.dino.embedding import resolve_dtype
+    from pipeline.dino.model import load_model, resolve, save_random_checkpoint
 
     device = resolve_device(args.device)
     bf16 = resolve_dtype("auto", device) == "bfloat16"
@@ -185,7 +187,7 @@ def main() -> None:
     args.frames_compression = None if args.frames_compression == "none" else args.frames_compression
     import torch
 
-    from pipeline.embedding import resolve_device
+    from pipeline.device import resolve_device
 
     device = resolve_device(args.device)
     args.batch_size = args.batch_size or (32 if device.type == "cpu" else 512)

@@ -3,7 +3,7 @@
     python bench/bench_dtw_penn.py [--split test|val] [--workdir DIR]
 
 Runs `index` and `keypoints` on the official Penn Action labels (the work folder is shared with
-bench_train_penn.py), turns each video's 2D keypoints into the teacher's curves (`model.masa.skeleton_curves`:
+bench_train_penn.py), turns each video's 2D keypoints into the teacher's curves (`model.methods.masa.skeleton_curves`:
 normalised skeleton, `masa.relate_frames` uniform frames) and prints ONE JSON line with, per split, the share of
 videos whose DTW-nearest other video of the same split has their action, with and without mirror images, and
 the seconds the N x N DTW matrix took (the teacher computes it over the training split before training).
@@ -47,9 +47,9 @@ def main() -> None:
     from stages import keypoints
 
     keypoints.run(ctx)
-    from model.coordinates import CoordinateInput
-    from model.dtw import mirror_dtw_matrix
-    from model.masa import MasaParams, skeleton_curves
+    from model.blocks.dtw import mirror_dtw_matrix
+    from model.inputs.coordinates import CoordinateInput
+    from model.methods.masa import MasaParams, skeleton_curves
     from pipeline.sequences import read_index
     from pipeline.store import ArtifactStore
 

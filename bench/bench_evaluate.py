@@ -1,7 +1,7 @@
 """Benchmark: the whole evaluation protocol on a Penn-Action-sized synthetic set, timed per metric.
 
 A synthetic set shaped like Penn Action (13 activities, ~1,000 videos of ~70 frames, 2-6 phases each,
-128-d embeddings, per-frame phase labels), split into train / val; every metric of `model.protocol`
+128-d embeddings, per-frame phase labels), split into train / val; every metric of `model.metrics.protocol`
 (Kendall's tau, frame and activity retrieval, SVM and logistic-regression phase classification at three
 label fractions, progression, k-means segmentation, F1@k / Edit, action and segment recognition) runs on
 it once. Prints one JSON line: seconds per metric, the total, and the target (<= 60 s on this machine).
@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.protocol import ProtocolParams, VideoSet, evaluate_features  # noqa: E402
-from model.raw_features import time_feature  # noqa: E402
+from model.metrics.baselines import time_feature  # noqa: E402
+from model.metrics.protocol import ProtocolParams, VideoSet, evaluate_features  # noqa: E402
 
 TARGET_S = 60.0
 

@@ -1,4 +1,4 @@
-"""Benchmark: `pipeline.heatmaps.render` frames/s for Penn Action's 13 joints + 14 limbs at 30 x 30.
+"""Benchmark: `pipeline.heatmaps.raster.render` frames/s for Penn Action's 13 joints + 14 limbs at 30 x 30.
 
 Baseline, same inputs, same run: a straightforward renderer written here, one Python loop over frames and
 over joints/limbs, each map computed densely over the grid with NumPy (the cutoff applied the same way, so
@@ -24,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.heatmaps import CUTOFF, crop_box, render, to_grid  # noqa: E402
+from pipeline.heatmaps.raster import CUTOFF, crop_box, render, to_grid  # noqa: E402
 from pipeline.params import load_section  # noqa: E402
-from pipeline.skeletons import get_layout  # noqa: E402
+from pipeline.skeletons.layouts import get_layout  # noqa: E402
 from stages.heatmaps import HeatmapsParams  # noqa: E402
 
 TARGET = 20_000.0

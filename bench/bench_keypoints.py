@@ -2,7 +2,7 @@
 
 Model files are generated with the real array shapes (SMPL: 6890 vertices, 24 joints; MANO: 778
 vertices, 16 joints) in a temp dir, the SMPL one as an official-style chumpy pickle read through the
-restricted unpickler. Times `pipeline.body_models.lift` (forward, fingertips, reordering, orthographic
+restricted unpickler. Times `pipeline.skeletons.body_models.lift` (forward, fingertips, reordering, orthographic
 projection) on random poses. Prints one JSON line.
 
     python bench/bench_keypoints.py [--frames 8192] [--repeats 3]
@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.body_models import BATCH_VERTICES, lift  # noqa: E402
+from pipeline.skeletons.body_models import BATCH_VERTICES, lift  # noqa: E402
 from tests.body_model_fixtures import write_model_dir  # noqa: E402
 
 

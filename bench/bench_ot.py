@@ -1,11 +1,11 @@
-"""Throughput of the batched log-domain OT solvers (model.ot) against POT looping over the same problems.
+"""Throughput of the batched log-domain OT solvers (model.blocks.ot) against POT looping over the same problems.
 
 One batch of B problems of N x M frames (cosine costs between random unit embeddings, the alignment case),
 the same epsilon and the same number of iterations on both sides, no early stopping:
-- Sinkhorn: `model.ot.sinkhorn` (one call on the batch) vs `ot.sinkhorn(..., method='sinkhorn_log')`
+- Sinkhorn: `model.blocks.ot.sinkhorn` (one call on the batch) vs `ot.sinkhorn(..., method='sinkhorn_log')`
   per problem (the like-for-like log-domain solver); POT's default exp-domain `method='sinkhorn'` is
   reported too, for reference (faster, but it under/overflows for small epsilon).
-- Fused GW: `model.ot.fused_gromov_wasserstein` vs `ot.gromov.entropic_fused_gromov_wasserstein`
+- Fused GW: `model.blocks.ot.fused_gromov_wasserstein` vs `ot.gromov.entropic_fused_gromov_wasserstein`
   (PGD, exp-domain inner Sinkhorn), `--outer` steps of `--inner` iterations each.
 Agreement: largest absolute plan difference to POT on the first problem (float64).
 The GPU figures are measured only where torch sees CUDA; otherwise they read "not measured".
@@ -26,7 +26,7 @@ import ot as pot
 import torch
 from threadpoolctl import threadpool_limits
 
-from model import ot as mot
+from model.blocks import ot as mot
 
 
 def _problems(batch: int, n: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -4,7 +4,7 @@
 
 Runs the real stages in a work folder (default .cache/bench_train_penn/<split>): `index` on the official
 Penn Action labels, `keypoints` (the official 2D joints), `train` (the model trains on the official train
-split on this machine's CPU cores) and `evaluate` (the project's protocol, `model/protocol.py`), and prints
+split on this machine's CPU cores) and `evaluate` (the project's protocol, `model/metrics/protocol.py`), and prints
 ONE JSON line with, for the learned embeddings beside the raw normalised keypoints and t/T:
 Kendall's tau (mean over actions), activity retrieval AP@10 and 16-frame action recognition, the training
 time, and whether the targets are met (mean tau >= 0.95, AP@10 >= 0.95, action recognition >= 0.97,

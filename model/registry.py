@@ -1,11 +1,11 @@
 """Registry of alignment methods: name -> the class implementing it (imported only when asked for).
 
 To add a method (VASOT, say):
-1. write `model/vasot.py` with a class subclassing `model.method.AlignmentMethod` that defines
+1. write `model/methods/vasot.py` with a class subclassing `model.method.AlignmentMethod` that defines
    `params_cls` (a frozen dataclass), `inputs(params)`, `build(params, spec)`, `loss(batch, gen, progress)`
    and `embed(batch)` (contract in `model.method`);
 2. add its `params.yaml` section, named like the method (`vasot:`);
-3. register it here with one line: `"vasot": "model.vasot:Vasot",`.
+3. register it here with one line: `"vasot": "model.methods.vasot:Vasot",`.
 `pipeline train --method vasot` then trains it, checkpoints it, writes `embeddings_vasot.zarr`, and
 `stages.train.load_embedder` serves it to evaluation, with no other change.
 """
@@ -17,12 +17,12 @@ import importlib
 from model.method import AlignmentMethod
 
 METHODS: dict[str, str] = {
-    "masa": "model.masa:Masa",
-    "la2ds": "model.la2ds:La2ds",
-    "casa": "model.casa:Casa",
-    "fusion_early": "model.fusion_early:FusionEarly",
-    "fusion_late": "model.fusion_late:FusionLate",
-    "vasot": "model.vasot:Vasot",
+    "masa": "model.methods.masa:Masa",
+    "la2ds": "model.methods.la2ds:La2ds",
+    "casa": "model.methods.casa:Casa",
+    "fusion_early": "model.methods.fusion_early:FusionEarly",
+    "fusion_late": "model.methods.fusion_late:FusionLate",
+    "vasot": "model.methods.vasot:Vasot",
 }
 
 

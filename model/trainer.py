@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,10 +21,32 @@ from model.batch import collate
 from model.buckets import batches_per_epoch, epoch_batches
 from model.method import AlignmentMethod, Progress
 
-if TYPE_CHECKING:
-    from stages.train import TrainParams
-
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """seed: every random draw; epochs / max_steps (0: no cap): training length; lr decays by lr_gamma at the
+    lr_milestones epochs; multi_activity: one model for all activities (else one per activity);
+    train_splits: index splits the model trains on; bucket_edges: sequence lengths that separate the
+    length buckets of the batches; log_every: steps per log record; checkpoint_every: epochs per
+    checkpoint; embed_batch_size: sequences per batch when embedding."""
+
+    seed: int = 0
+    epochs: int = 60
+    max_steps: int = 0
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.5
+    grad_clip: float = 1.0
+    multi_activity: bool = True
+    train_splits: tuple[str, ...] = ("train",)
+    bucket_edges: tuple[int, ...] = (48, 96, 192, 384)
+    log_every: int = 10
+    checkpoint_every: int = 1
+    embed_batch_size: int = 16
 
 
 def step_seed(seed: int, step: int) -> int:

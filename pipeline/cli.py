@@ -24,7 +24,7 @@ USER_ERRORS = (
     "pipeline.store.StoreError",
     "pipeline.runner.StageError",
     "pipeline.datasets.DatasetError",
-    "pipeline.dino.ModelUnavailableError",
+    "pipeline.dino.model.ModelUnavailableError",
     "stages.evaluate.EvaluateError",
 )
 

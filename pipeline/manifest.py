@@ -122,7 +122,7 @@ def _parse_entry(name: str, entry: Any, base: Path, path: Path) -> DatasetSpec:
         value = entry[key]
         options[key] = _resolve_option(value, base, where=f"{where}, key '{key}'")
     layout = str(entry.get("layout", DEFAULT_LAYOUT[kind]))
-    from pipeline.skeletons import LAYOUTS
+    from pipeline.skeletons.layouts import LAYOUTS
 
     if layout not in LAYOUTS:
         raise ManifestError(f"{where}: key 'layout' is {layout!r}; known layouts: {sorted(LAYOUTS)}")

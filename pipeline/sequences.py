@@ -22,7 +22,7 @@ One row per sequence:
 | labels | list[int] or null | per-frame phase/step labels on the dataset timeline (-1 = unlabelled) |
 
 Label names live in the file's metadata (`label_names`, index -> name). Frames are mapped from source to
-dataset timeline by `pipeline.timeline.resample_indices`.
+dataset timeline by `pipeline.video.timeline.resample_indices`.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, run_incremental
 from pipeline.sequences import read_index
 from pipeline.store import ArtifactStore, absolute_url, fingerprint
-from pipeline.video import Clip, Geometry, VideoError, read_clip
+from pipeline.video.reader import Clip, Geometry, VideoError, read_clip
 
 log = logging.getLogger(__name__)
 STAGE = "decode"

@@ -7,7 +7,7 @@ Reads `data/<D>/index.parquet` (splits, activities, per-frame labels) and
   DINOv2 features (`dino.zarr {seq}/feature`), each when its store exists, and always normalised time t/T.
 Writes `metrics/<D>/<method>.json` (or `<method>_from_<D2>.json`): every metric per activity and overall
 for every feature set, the robustness study when a trained model reads keypoints, the protocol and the
-versions used; and the plots under `plots/<D>/<method>/` (see `pipeline.plots`).
+versions used; and the plots under `plots/<D>/<method>/` (see `stages.shared.plots`).
 Training split: 'train'; evaluated split: 'val' when the index has one, else 'test'.
 """
 
@@ -23,12 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from model.protocol import ProtocolParams, ProtocolResult, VideoSet, evaluate_features
-from model.robustness import RobustnessParams
+from model.metrics.protocol import (
+    ProtocolParams,
+    ProtocolResult,
+    VideoSet,
+    evaluate_features,
+)
+from model.metrics.robustness import RobustnessParams
 from pipeline.context import StageContext
 from pipeline.params import to_dict
 from pipeline.sequences import SequenceIndex, read_index
-from pipeline.skeletons import get_layout
+from pipeline.skeletons.layouts import get_layout
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +107,7 @@ def run(ctx: StageContext, method: str, trained_on: str | None = None, device: s
     report["seconds"]["total"] = time.perf_counter() - start
     _write_json(ctx.metrics_path(name), report)
     if params.plots.enabled:
-        from pipeline import plots
+        from stages.shared import plots
 
         models_dir = ctx.workdir / "models" / (trained_on or ctx.name) / method
         plots.write_all(ctx.plots_dir(name), val, {f: va for f, (_, va) in features.items()}, results,
@@ -127,7 +132,7 @@ def _predicted_segmentation(ctx: StageContext, method: str, val: Split, overlaps
     """The method's own per-frame segments (`embeddings_<method>.zarr {seq}/segment`, e.g. VASOT's
     prototypes) scored per activity against the phase labels, Hungarian-matched (compare with
     `segmentation_kmeans`); None when the method does not segment or there are no labels."""
-    from model.segmentation_metrics import cluster_scores
+    from model.metrics.segmentation import cluster_scores
 
     url = ctx.artifact(f"embeddings_{method}")
     store = _open(url)
@@ -184,7 +189,7 @@ def _read(url: str, split: Split, array: str) -> list[np.ndarray]:
 
 def _baselines(ctx: StageContext, train: Split, val: Split) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
     """raw_keypoints and raw_dino when their stores exist, and always time (t/T)."""
-    from model.raw_features import normalise_keypoints, time_feature
+    from model.metrics.baselines import normalise_keypoints, time_feature
 
     out = {}
     if _open(ctx.artifact("keypoints")) is not None:
@@ -203,17 +208,9 @@ def _baselines(ctx: StageContext, train: Split, val: Split) -> dict[str, tuple[l
 def _load_embedder(models_dir: Path, device: str):
     if not models_dir.is_dir():
         raise EvaluateError(f"no trained model at {models_dir} (run `pipeline train` for it first)")
-    from stages.train import load_embedder
+    from stages.shared.models import load_embedder
 
-    return load_embedder(models_dir, _device(device))
-
-
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return load_embedder(models_dir, device)
 
 
 def _inputs(ctx: StageContext, embedder, split: Split) -> list[dict[str, np.ndarray]]:
@@ -228,14 +225,14 @@ def _inputs(ctx: StageContext, embedder, split: Split) -> list[dict[str, np.ndar
 
 
 def _embed(ctx: StageContext, embedder, split: Split) -> list[np.ndarray]:
-    from model.robustness import embed_sequences
+    from model.metrics.robustness import embed_sequences
 
     return embed_sequences(embedder, _inputs(ctx, embedder, split), split.ids, split.activities)
 
 
 def _robustness(ctx, method, device, train: Split, val: Split, params: EvaluateParams):
     """(results, None) or (None, reason) when there is no model or it does not read keypoints."""
-    from model.robustness import JOINTS, robustness
+    from model.metrics.robustness import JOINTS, robustness
 
     models_dir = ctx.models_dir(method)
     if not models_dir.is_dir():

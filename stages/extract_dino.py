@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipeline.context import StageContext
-from pipeline.dino import ModelSource, Pooling, feature_layout, resolve
-from pipeline.embedding import embed_jobs
+from pipeline.dino.embedding import embed_jobs
+from pipeline.dino.model import ModelSource, Pooling, feature_layout, resolve
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, map_tasks, open_for_stage
 from pipeline.sequences import read_index

@@ -1,7 +1,7 @@
 """`heatmaps` stage: joint + limb heatmaps of every sequence's 2D keypoints -> data/<D>/heatmaps.zarr.
 
 Reads `keypoints.zarr` (`{seq}/joints_2d` and its layout), computes the sequence's crop box and renders
-`pipeline.heatmaps.render` on a size x size grid. Writes per sequence:
+`pipeline.heatmaps.raster.render` on a size x size grid. Writes per sequence:
 
     {seq}/heatmap (time, channel, y, x)   channels = the layout's joints, then its limbs
     {seq}/box     (bound,)                the crop box x0, y0, x1, y1 in image pixels, float64
@@ -83,8 +83,8 @@ def run(ctx: StageContext) -> StageSummary:
 
 def render_sequence(store_url: str, task: Task) -> int:
     """Render one sequence's heatmaps from its stored keypoints and write them; returns its frame count."""
-    from pipeline.heatmaps import crop_box, quantise, render
-    from pipeline.skeletons import get_layout
+    from pipeline.heatmaps.raster import crop_box, quantise, render
+    from pipeline.skeletons.layouts import get_layout
 
     params = HeatmapsParams(**task.payload["params"])
     keypoints = ArtifactStore(task.payload["keypoints"])

@@ -1,7 +1,7 @@
 """`keypoints` stage: every sequence's 2D (and 3D, where it exists) joints -> data/<D>/keypoints.zarr.
 
-Reads each index row's pose source (`pipeline.poses`), lifts SMPL/MANO parameters through the body
-models when an npz holds them (`pipeline.body_models`), optionally normalises the 3D joints, and writes:
+Reads each index row's pose source (`pipeline.skeletons.poses`), lifts SMPL/MANO parameters through the body
+models when an npz holds them (`pipeline.skeletons.body_models`), optionally normalises the 3D joints, and writes:
 
     {seq}/joints_2d (time, joint, coord)  [x, y, conf] float32, image pixels (conf 0 = missing)
     {seq}/joints_3d (time, joint, xyz)    float32, where the source has 3D
@@ -36,7 +36,7 @@ class KeypointsParams:
     directory); smpl_gender: which SMPL file; mano_flat_hand_mean: hand poses relative to the flat hand
     (else to MANO's mean pose); lift: lift SMPL/MANO parameters when an npz holds them (else use its joints
     arrays); normalise3d: store joints_3d root-centred, in canonical axes, at unit size
-    (`pipeline.body_models.normalise_3d`); openpose_person: `track` or `confidence` (`pipeline.poses`)."""
+    (`pipeline.skeletons.body_models.normalise_3d`); openpose_person: `track` or `confidence` (`pipeline.skeletons.poses`)."""
 
     body_model_dir: str = "body_models"
     smpl_gender: Literal["neutral", "male", "female"] = "neutral"
@@ -84,9 +84,9 @@ def run(ctx: StageContext) -> StageSummary:
 
 def extract_sequence(store_url: str, task: Task) -> int:
     """Read (and lift) one sequence's poses and write them; returns its frame count."""
-    from pipeline.body_models import lift, normalise_3d
-    from pipeline.poses import read_poses
-    from pipeline.skeletons import get_layout
+    from pipeline.skeletons.body_models import lift, normalise_3d
+    from pipeline.skeletons.layouts import get_layout
+    from pipeline.skeletons.poses import read_poses
 
     params = KeypointsParams(**task.payload["params"])
     row, layout = task.payload["row"], task.payload["layout"]

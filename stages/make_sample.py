@@ -23,9 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.context import StageContext
-from pipeline.dino import save_random_checkpoint
-from pipeline.skeletons import PENN13
-from pipeline.synthetic import ACTIVITIES, label_offset, phase_names, sample_sequence
+from pipeline.datasets.synthetic import (
+    ACTIVITIES,
+    label_offset,
+    phase_names,
+    sample_sequence,
+)
+from pipeline.dino.model import save_random_checkpoint
+from pipeline.skeletons.layouts import PENN13
 
 log = logging.getLogger(__name__)
 

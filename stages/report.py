@@ -1,7 +1,7 @@
 """`report`: one markdown table of every `metrics/<dataset>/<method>.json`, beside the papers' numbers.
 
 For each dataset: our rows (each method's learned embeddings, then the raw-feature and t/T baselines
-evaluated with it), then the published rows of MASA, LA2DS and CASA for that dataset (`model.published`),
+evaluated with it), then the published rows of MASA, LA2DS and CASA for that dataset (`model.metrics.published`),
 then the protocol details that differ, stated under the table. A second table compares robustness to
 missing / noisy keypoints with LA2DS Tables 3-4 when any metrics file has a robustness study.
 """
@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from model.published import METHODS, ROBUSTNESS, for_dataset, is_percent
+from model.metrics.published import METHODS, ROBUSTNESS, for_dataset, is_percent
 
 log = logging.getLogger(__name__)
 

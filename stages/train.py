@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,10 @@ import numpy as np
 from model.embedder import Embedder
 from model.method import AlignmentMethod, InputSpec
 from model.registry import get_method
+from model.trainer import TrainParams
 from pipeline.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from pipeline.context import StageContext
+from pipeline.device import resolve_device
 from pipeline.params import to_dict
 from pipeline.sequences import read_index
 from pipeline.store import ArtifactStore, StoreError, code_version, fingerprint
@@ -43,31 +44,6 @@ MAKES = {
     "dino": "pipeline extract-dino --dataset {d}",
     "heatmaps": "pipeline heatmaps --dataset {d}",
 }
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """seed: every random draw; epochs / max_steps (0: no cap): training length; lr decays by lr_gamma at the
-    lr_milestones epochs; multi_activity: one model for all activities (else one per activity);
-    train_splits: index splits the model trains on; bucket_edges: sequence lengths that separate the
-    length buckets of the batches; log_every: steps per log record; checkpoint_every: epochs per
-    checkpoint; embed_batch_size: sequences per batch when embedding."""
-
-    seed: int = 0
-    epochs: int = 60
-    max_steps: int = 0
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    lr_milestones: tuple[int, ...] = ()
-    lr_gamma: float = 0.5
-    grad_clip: float = 1.0
-    multi_activity: bool = True
-    train_splits: tuple[str, ...] = ("train",)
-    bucket_edges: tuple[int, ...] = (48, 96, 192, 384)
-    log_every: int = 10
-    checkpoint_every: int = 1
-    embed_batch_size: int = 16
 
 
 @dataclass
@@ -98,21 +74,6 @@ def run(ctx: StageContext, method: str, device: str = "auto") -> None:
     embedder = Embedder(models, cls.inputs(method_params), dev)
     params = {"train": to_dict(train_params), method: to_dict(method_params)}
     write_embeddings(ctx, method, embedder, inputs, params, batch_size=train_params.embed_batch_size)
-
-
-def resolve_device(device: str):
-    """"auto" -> CUDA when available, else CPU (torch uses at most the cores this process may run on; a
-    caller that asked for fewer threads, e.g. on a shared machine, keeps its setting)."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} requested but CUDA is not available")
-    if dev.type == "cpu":
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0)))))
-    return dev
 
 
 # ----------------------------------------------------------------------------- reading artifacts
@@ -297,30 +258,3 @@ def _weights_digest(model: AlignmentMethod) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:32]
-
-
-# ----------------------------------------------------------------------------- serving
-def load_embedder(models_dir: Path, device: str = "cpu") -> Embedder:
-    """The trained model(s) in `models_dir` (models/<D>/<method>) as an Embedder (see model.embedder)."""
-    from pipeline.params import from_dict
-
-    models_dir = Path(models_dir)
-    if (models_dir / CHECKPOINT).is_file():
-        folders: dict[str | None, Path] = {None: models_dir}
-    else:
-        subs = sorted(p for p in models_dir.iterdir() if (p / CHECKPOINT).is_file()) if models_dir.is_dir() else []
-        if not subs:
-            load_checkpoint(models_dir)  # raises the clear "no checkpoint" error
-        folders = {json.loads((p / "config.json").read_text())["activity"]: p for p in subs}
-    dev = resolve_device(device)
-    models, inputs = {}, None
-    for key, folder in folders.items():
-        saved = load_checkpoint(folder)
-        config = saved["config"]
-        cls = get_method(config["method"])
-        params = from_dict(cls.params_cls, config["params"], where=f"{folder / CHECKPOINT}: params")
-        model = cls.build(params, InputSpec.from_dict(config["spec"]))
-        model.load_state_dict(saved["state"]["model"])
-        models[key] = model
-        inputs = cls.inputs(params)
-    return Embedder(models, inputs, dev)

@@ -24,7 +24,7 @@ from pipeline.datasets import DatasetError
 from pipeline.datasets.segments import segments_to_frames
 from pipeline.manifest import DatasetSpec
 from pipeline.sequences import folder_fingerprint
-from pipeline.timeline import resample_indices, uniform_times
+from pipeline.video.timeline import resample_indices, uniform_times
 
 SOURCE_FPS = 30.0
 LABEL_FILES = ("action_train.txt", "action_val.txt", "action_test.txt")

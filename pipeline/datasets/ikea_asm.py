@@ -24,7 +24,7 @@ from pipeline.datasets.segments import segments_to_frames
 from pipeline.datasets.videos import probe_video
 from pipeline.manifest import DatasetSpec
 from pipeline.sequences import file_fingerprint, folder_fingerprint
-from pipeline.timeline import resample_indices, uniform_times
+from pipeline.video.timeline import resample_indices, uniform_times
 
 VIDEO = Path("images") / "scan_video.avi"
 POSES = Path("predictions") / "pose2d" / "openpose"

@@ -3,7 +3,7 @@
     <root>/labels/NNNN.mat    action, pose (view), x, y, visibility (T, 13), bbox, train (+1/-1), dimensions
     <root>/frames/NNNN/*.jpg  optional; the labels alone are enough to index and to build keypoints
 
-The 13 joints are in the order of `pipeline.skeletons.PENN13`. Penn Action has no public per-frame phase
+The 13 joints are in the order of `pipeline.skeletons.layouts.PENN13`. Penn Action has no public per-frame phase
 labels, so `labels` is null; `train` = 1 gives split 'train', -1 gives 'test'.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.datasets import DatasetError
 from pipeline.manifest import DatasetSpec
 from pipeline.sequences import file_fingerprint, folder_fingerprint
-from pipeline.timeline import resample_indices, uniform_times
+from pipeline.video.timeline import resample_indices, uniform_times
 
 SOURCE_FPS = 30.0
 FRAME_EXTS = (".jpg", ".jpeg", ".png")

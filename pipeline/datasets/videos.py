@@ -22,7 +22,7 @@ import pandas as pd
 from pipeline.datasets import DatasetError
 from pipeline.manifest import DatasetSpec
 from pipeline.sequences import file_fingerprint
-from pipeline.timeline import resample_indices, uniform_times
+from pipeline.video.timeline import resample_indices, uniform_times
 
 DEFAULT_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from pipeline.store import ArtifactStore
-from tests.integration.dvc_project import complete_groups, kill_when, make_repo, repro, run
+from tests.integration.dvc_project import (
+    complete_groups,
+    kill_when,
+    make_repo,
+    repro,
+    run,
+)
 
 pytestmark = pytest.mark.slow
 EXTRACTION = ["extract_dino@sample", "heatmaps@sample"]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from pipeline.datasets.penn_action import read_labels
-from pipeline.heatmaps import crop_box, render
-from pipeline.skeletons import get_layout
+from pipeline.heatmaps.raster import crop_box, render
+from pipeline.skeletons.layouts import get_layout
 
 SIZE, SIGMA = 30, 1.0
 

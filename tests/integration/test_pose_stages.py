@@ -8,13 +8,12 @@ import scipy.io
 import yaml
 from click.testing import CliRunner
 
+from pipeline.cli import main
 from pipeline.context import StageContext
 from pipeline.manifest import DatasetSpec
 from pipeline.runner import StageError
-from pipeline.sequences import make_table, write_index
+from pipeline.sequences import make_table, read_index, write_index
 from pipeline.store import ArtifactStore
-from pipeline.cli import main
-from pipeline.sequences import read_index
 from stages import heatmaps, index, keypoints
 from tests.body_model_fixtures import write_model_dir
 

@@ -7,12 +7,12 @@ import pytest
 import yaml
 
 from pipeline.context import StageContext
-from pipeline.dino import save_random_checkpoint
+from pipeline.dino.model import save_random_checkpoint
 from pipeline.manifest import DatasetSpec
 from pipeline.sequences import make_table, write_index
 from pipeline.store import ArtifactStore
-from pipeline.timeline import resample_indices, uniform_times
-from pipeline.video import write_video
+from pipeline.video.reader import write_video
+from pipeline.video.timeline import resample_indices, uniform_times
 from stages import decode, extract_dino
 
 pytestmark = pytest.mark.slow

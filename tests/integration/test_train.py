@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from model.trainer import Trainer
+from pipeline.datasets.synthetic import ACTIVITIES, sample_sequence
 from pipeline.manifest import DatasetSpec
 from pipeline.sequences import make_table, write_index
 from pipeline.store import ArtifactStore, StoreError
-from pipeline.synthetic import ACTIVITIES, sample_sequence
 from stages import train
+from stages.shared.models import load_embedder
 from tests.tiny_models import TINY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,7 +116,7 @@ def test_training_lowers_the_loss_and_raises_kendalls_tau(trained):
     records = [json.loads(line) for line in (ctx.models_dir("masa") / "log.jsonl").read_text().splitlines()]
     assert {"step", "epoch", "loss"} <= set(records[0])
     assert np.mean([r["loss"] for r in records[-3:]]) < np.mean([r["loss"] for r in records[:3]])
-    tau_after = _val_tau(ctx, train.load_embedder(ctx.models_dir("masa"), "cpu").embed)
+    tau_after = _val_tau(ctx, load_embedder(ctx.models_dir("masa"), "cpu").embed)
     assert tau_after > tau_before + 0.01, (tau_before, tau_after)
 
 
@@ -125,7 +126,7 @@ def test_embeddings_cover_every_sequence_and_match_the_checkpoint(trained):
     store = ArtifactStore(ctx.artifact("embeddings_masa"))
     kp = ArtifactStore(ctx.artifact("keypoints"))
     assert store.sequences() == kp.sequences()
-    embedder = train.load_embedder(ctx.models_dir("masa"), "cpu")
+    embedder = load_embedder(ctx.models_dir("masa"), "cpu")
     assert embedder.inputs == (("keypoints", "joints_2d"),)
     config = json.loads((ctx.models_dir("masa") / "config.json").read_text())
     dim = TINY["masa"]["d_model"] * (2 if config["params"]["clip_token"] else 1)
@@ -190,7 +191,7 @@ def test_per_activity_models(tmp_path):
     train.run(ctx, "casa", device="cpu")
     folders = sorted(p.name for p in ctx.models_dir("casa").iterdir() if p.is_dir())
     assert folders == sorted(ACTIVITIES)
-    embedder = train.load_embedder(ctx.models_dir("casa"), "cpu")
+    embedder = load_embedder(ctx.models_dir("casa"), "cpu")
     joints = ArtifactStore(ctx.artifact("keypoints")).read("squat_00", "joints_2d")
     assert embedder.embed({"joints_2d": joints}, activity="squat").shape[0] == len(joints)
     with pytest.raises(KeyError, match="per activity"):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.segmentation_metrics import cluster_scores
-from pipeline import synthetic
+from model.metrics.segmentation import cluster_scores
+from pipeline.datasets import synthetic
 
 ACTIVITY = "jumping_jack"
 
@@ -26,8 +26,8 @@ def _hungarian_mof(preds: list[np.ndarray], truths: list[np.ndarray]) -> float:
 
 
 def _raw_coordinates(joints_2d: np.ndarray) -> np.ndarray:
-    from model.skeleton import normalise, split_joints
-    from pipeline.skeletons import get_layout
+    from model.inputs.skeleton import normalise, split_joints
+    from pipeline.skeletons.layouts import get_layout
 
     xy, conf = split_joints(torch.as_tensor(joints_2d)[None], True)
     mask = torch.ones(1, len(joints_2d), dtype=torch.bool)
@@ -38,11 +38,10 @@ def _raw_coordinates(joints_2d: np.ndarray) -> np.ndarray:
 def test_vasot_segmentation_beats_kmeans_on_raw_keypoints():
     from sklearn.cluster import KMeans
 
-    from model.method import InputSpec
-    from model.trainer import Trainer
     from model.embedder import Embedder
-    from model.vasot import Vasot, VasotParams
-    from stages.train import TrainParams
+    from model.method import InputSpec
+    from model.methods.vasot import Vasot, VasotParams
+    from model.trainer import Trainer, TrainParams
 
     n_phases = len(synthetic.ACTIVITIES[ACTIVITY]["phases"])
     train, val = _sequences(10, seed=0), _sequences(5, seed=1)

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from model.attention import AlternatingEncoder, AttentionLayer, SelfAttentionStack
 from model.batch import collate, pad_sequences
+from model.blocks.attention import (
+    AlternatingEncoder,
+    AttentionLayer,
+    SelfAttentionStack,
+)
 from model.method import InputSpec
 from model.registry import get_method
 from tests.tiny_models import tiny_params

@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from pipeline.body_model_files import BodyModelError, load_model_data, model_file, safe_load_pickle
-from pipeline.body_models import (
+from pipeline.skeletons.body_model_files import (
+    BodyModelError,
+    load_model_data,
+    model_file,
+    safe_load_pickle,
+)
+from pipeline.skeletons.body_models import (
     MANO_TIP_VERTICES,
     MANO_TO_MANO21,
     lift,
@@ -19,7 +24,7 @@ from pipeline.body_models import (
     smpl_joints,
     smpl_layer,
 )
-from pipeline.skeletons import get_layout
+from pipeline.skeletons.layouts import get_layout
 from tests.body_model_fixtures import model_arrays, write_model, write_model_dir
 
 

@@ -5,7 +5,7 @@ import scipy.io
 from pipeline.datasets import DatasetError
 from pipeline.datasets.penn_action import index_rows, read_labels
 from pipeline.manifest import DatasetSpec
-from pipeline.skeletons import PENN13
+from pipeline.skeletons.layouts import PENN13
 
 
 def write_mat(path, action="squat", train=1, n=20):

@@ -14,8 +14,8 @@ from pipeline.manifest import DatasetSpec
 from pipeline.runner import StageError
 from pipeline.sequences import make_table, write_index
 from pipeline.store import ArtifactStore
-from pipeline.timeline import resample_indices, uniform_times
-from pipeline.video import Clip, VideoError, write_video
+from pipeline.video.reader import Clip, VideoError, write_video
+from pipeline.video.timeline import resample_indices, uniform_times
 from stages import decode
 
 FPS = 10.0

@@ -1,4 +1,4 @@
-"""pipeline.dino: on-device preprocessing, token pooling, weight resolution and the embedder."""
+"""pipeline.dino.model: on-device preprocessing, token pooling, weight resolution and the embedder."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.dino import (
+from pipeline.dino.model import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Embedder,

@@ -1,11 +1,11 @@
-"""DTW between whole sequences, with and without mirror images (model.dtw)."""
+"""DTW between whole sequences, with and without mirror images (model.blocks.dtw)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from model.dtw import mirror_dtw_matrix
+from model.blocks.dtw import mirror_dtw_matrix
 
 
 def _reference_dtw(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from model.metrics import kendalls_tau
-from model.raw_features import normalise_keypoints, time_feature
+from model.metrics.alignment import kendalls_tau
+from model.metrics.baselines import normalise_keypoints, time_feature
 from pipeline.context import StageContext
 from pipeline.manifest import DatasetSpec
 from pipeline.sequences import make_table, read_index, write_index
-from pipeline.skeletons import PENN13
+from pipeline.skeletons.layouts import PENN13
 from pipeline.store import ArtifactStore
 from stages import evaluate
 from stages import report as report_stage
@@ -90,10 +88,11 @@ def _fake_val_embeddings(ctx: StageContext) -> tuple[list[np.ndarray], list[str]
 
 @pytest.fixture
 def fake_trainer(monkeypatch):
+    import stages.shared.models
+
     loaded = []
-    module = types.ModuleType("stages.train")
-    module.load_embedder = lambda models_dir, device: loaded.append((Path(models_dir), device)) or FakeEmbedder()
-    monkeypatch.setitem(sys.modules, "stages.train", module)
+    fake = lambda models_dir, device: loaded.append((Path(models_dir), device)) or FakeEmbedder()  # noqa: E731
+    monkeypatch.setattr(stages.shared.models, "load_embedder", fake)
     return loaded
 
 
@@ -166,7 +165,7 @@ def test_missing_embeddings_name_the_store(tmp_path):
 
 
 def test_loss_curve_plots_per_activity_logs(tmp_path):
-    from pipeline.plots import loss_curve
+    from stages.shared.plots import loss_curve
 
     logs = []
     for act in ("jump", "squat"):

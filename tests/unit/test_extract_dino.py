@@ -12,7 +12,12 @@ import yaml
 from transformers import Dinov2Model
 
 from pipeline.context import StageContext
-from pipeline.dino import IMAGENET_MEAN, IMAGENET_STD, ModelUnavailableError, save_random_checkpoint
+from pipeline.dino.model import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelUnavailableError,
+    save_random_checkpoint,
+)
 from pipeline.manifest import DatasetSpec
 from pipeline.runner import StageError
 from pipeline.sequences import make_table, write_index

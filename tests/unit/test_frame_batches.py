@@ -1,11 +1,11 @@
-"""pipeline.frame_batches: fixed-size batches spanning sequences, in order, with per-sequence read failures."""
+"""pipeline.dino.batches: fixed-size batches spanning sequences, in order, with per-sequence read failures."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.frame_batches import ReadFailure, prefetch_batches
+from pipeline.dino.batches import ReadFailure, prefetch_batches
 from pipeline.store import ArtifactStore
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from model.batch import collate
-from model.coordinates import SkeletonAugmentParams
-from model.frame_inputs import FrameInputs
+from model.inputs.coordinates import SkeletonAugmentParams
+from model.inputs.frame_inputs import FrameInputs
 from model.method import InputSpec
 
 
@@ -51,7 +51,7 @@ def test_keypoints_without_a_layout_are_refused():
 
 
 def test_artifact_arrays_map_inputs_to_their_artifacts_and_refuse_unknown_names():
-    from model.frame_inputs import artifact_arrays
+    from model.inputs.frame_inputs import artifact_arrays
 
     assert artifact_arrays(("joints_2d", "feature"), "Test") == (("keypoints", "joints_2d"), ("dino", "feature"))
     with pytest.raises(ValueError, match="Test: inputs must be a non-empty list"):

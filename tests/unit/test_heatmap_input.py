@@ -1,4 +1,4 @@
-"""The torch heatmap path of LA2DS (model/heatmaps.py, model/heatmap_input.py): grid convention, joints, limbs,
+"""The torch heatmap path of LA2DS (pipeline/heatmaps/raster_torch.py, model/inputs/heatmap_input.py): grid convention, joints, limbs,
 missing joints, crop box, flips."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.heatmap_input import HeatmapAugmentParams, HeatmapInput, HeatmapParams
-from model.heatmaps import crop_box, render_torch
-from pipeline.heatmaps import CUTOFF
-from pipeline.skeletons import get_layout
+from model.inputs.heatmap_input import HeatmapAugmentParams, HeatmapInput, HeatmapParams
+from pipeline.heatmaps.raster import CUTOFF
+from pipeline.heatmaps.raster_torch import crop_box, render_torch
+from pipeline.skeletons.layouts import get_layout
 
 PENN = get_layout("penn13")
 

@@ -1,12 +1,19 @@
-"""pipeline.heatmaps: the DESIGN.md Sec. 3 formulas, windows, missing joints, crop boxes and flips."""
+"""pipeline.heatmaps.raster: the DESIGN.md Sec. 3 formulas, windows, missing joints, crop boxes and flips."""
 
 import math
 
 import numpy as np
 import pytest
 
-from pipeline.heatmaps import CUTOFF, crop_box, flip_heatmaps, quantise, render, to_grid
-from pipeline.skeletons import get_layout
+from pipeline.heatmaps.raster import (
+    CUTOFF,
+    crop_box,
+    flip_heatmaps,
+    quantise,
+    render,
+    to_grid,
+)
+from pipeline.skeletons.layouts import get_layout
 
 S = 30
 BOX = (0.0, 0.0, 30.0, 30.0)  # one pixel per cell: grid u = x - 0.5

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.losses import (
+from model.losses.alignment import (
     bidirectional_matching_loss,
     clip_clustering_loss,
     clip_contrastive_loss,

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from model.batch import collate
-from model.clip_objectives import TrajectoryDecoder
-from model.coordinates import SkeletonAugmentParams
-from model.masa import Masa
+from model.inputs.coordinates import SkeletonAugmentParams
+from model.losses.clip import TrajectoryDecoder
 from model.method import InputSpec, Progress
-from pipeline.skeletons import get_layout
+from model.methods.masa import Masa
+from pipeline.skeletons.layouts import get_layout
 from tests.tiny_models import tiny_params
 
 SPEC = InputSpec({"joints_2d": (13, 3)}, "penn13")

@@ -1,4 +1,4 @@
-"""Known answers of the alignment metrics (model.metrics)."""
+"""Known answers of the alignment metrics (model.metrics.alignment)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from model import metrics as M
+from model.metrics import alignment as M
 
 
 def _distinct(n: int, d: int = 4, seed: int = 0) -> np.ndarray:

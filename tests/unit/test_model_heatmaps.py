@@ -1,12 +1,12 @@
-"""model.heatmaps.render_torch agrees with the NumPy renderer, batched, with missing joints and flips."""
+"""pipeline.heatmaps.raster_torch.render_torch agrees with the NumPy renderer, batched, with missing joints and flips."""
 
 import numpy as np
 import pytest
 import torch
 
-from model.heatmaps import flip_heatmaps_torch, render_torch
-from pipeline.heatmaps import crop_box, flip_heatmaps, render
-from pipeline.skeletons import get_layout
+from pipeline.heatmaps.raster import crop_box, flip_heatmaps, render
+from pipeline.heatmaps.raster_torch import flip_heatmaps_torch, render_torch
+from pipeline.skeletons.layouts import get_layout
 
 
 def _joints(rng, shape, missing=True):
@@ -62,8 +62,8 @@ def test_cpu_fast_path_equals_the_dense_torch_maps():
     import numpy as np
     import torch
 
-    from model.heatmaps import render_torch
-    from pipeline.skeletons import PENN13
+    from pipeline.heatmaps.raster_torch import render_torch
+    from pipeline.skeletons.layouts import PENN13
 
     rng = np.random.default_rng(4)
     joints = np.concatenate([rng.uniform(0, 100, (2, 5, 13, 2)), (rng.random((2, 5, 13, 1)) > 0.2)], -1)

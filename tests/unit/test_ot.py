@@ -1,11 +1,11 @@
-"""model.ot against the POT library, plus marginals, masks, the temporal prior and gradients."""
+"""model.blocks.ot against the POT library, plus marginals, masks, the temporal prior and gradients."""
 
 import numpy as np
 import ot as pot
 import pytest
 import torch
 
-from model import ot as mot
+from model.blocks import ot as mot
 
 
 @pytest.fixture(autouse=True)

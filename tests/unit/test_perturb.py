@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.perturb import add_keypoint_noise, drop_limbs, limb_groups
-from model.raw_features import skeleton_scale
-from pipeline.skeletons import HANDS42, PENN13
+from model.metrics.baselines import skeleton_scale
+from model.metrics.perturb import add_keypoint_noise, drop_limbs, limb_groups
+from pipeline.skeletons.layouts import HANDS42, PENN13
 
 
 def _pose(layout, n=200, seed=0):

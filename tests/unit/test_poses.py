@@ -1,4 +1,4 @@
-"""pipeline.poses: each pose format read from small written fixtures, resampled to the dataset timeline."""
+"""pipeline.skeletons.poses: each pose format read from small written fixtures, resampled to the dataset timeline."""
 
 import json
 
@@ -7,8 +7,8 @@ import pytest
 import scipy.io
 
 from pipeline.datasets import DatasetError
-from pipeline.poses import choose_person, read_poses
-from pipeline.timeline import resample_indices, uniform_times
+from pipeline.skeletons.poses import choose_person, read_poses
+from pipeline.video.timeline import resample_indices, uniform_times
 
 
 def _row(path, fmt, n_source, source_fps=30.0, fps=30.0, seq="s1"):

@@ -1,10 +1,16 @@
-"""Pieces of the protocol orchestration (model.protocol) that the end-to-end test does not pin down."""
+"""Pieces of the protocol orchestration (model.metrics.protocol) that the end-to-end test does not pin down."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from model.protocol import ProtocolParams, VideoSet, evaluate_features, labelled_runs, phase_order
+from model.metrics.protocol import (
+    ProtocolParams,
+    VideoSet,
+    evaluate_features,
+    labelled_runs,
+    phase_order,
+)
 
 
 def test_phase_order_follows_mean_onset_not_label_ids():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.raw_features import normalise_keypoints, skeleton_scale, time_feature
-from pipeline.skeletons import PENN13
+from model.metrics.baselines import normalise_keypoints, skeleton_scale, time_feature
+from pipeline.skeletons.layouts import PENN13
 
 
 def _pose(n: int = 5, seed: int = 0) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model.published import PUBLISHED, for_dataset
+from model.metrics.published import PUBLISHED, for_dataset
 from stages import report
 
 

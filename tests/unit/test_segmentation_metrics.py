@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import segmentation_metrics as S
+from model.metrics import segmentation as S
 
 
 def test_hungarian_recovers_a_permuted_labelling_exactly():
@@ -135,7 +135,7 @@ def test_real_label_files_give_mof_one_against_themselves_and_the_counted_value_
 
 
 def test_cluster_scores_of_a_relabelled_truth_are_perfect_and_drop_with_a_shift():
-    from model.segmentation_metrics import cluster_scores
+    from model.metrics.segmentation import cluster_scores
 
     gts = [np.array([0, 0, 1, 1, 1, 2, 2]), np.array([0, 1, 1, 2, 2, 2])]
     perfect = cluster_scores([(g + 1) % 3 + 7 for g in gts], gts)

@@ -6,10 +6,15 @@ import math
 
 import torch
 
-from model import skeleton_augment as aug
-from model.coordinates import CoordinateInput, SkeletonAugmentParams
-from model.skeleton import descendants, kinematic_parents, normalise, split_joints
-from pipeline.skeletons import get_layout
+from model.inputs import skeleton_augment as aug
+from model.inputs.coordinates import CoordinateInput, SkeletonAugmentParams
+from model.inputs.skeleton import (
+    descendants,
+    kinematic_parents,
+    normalise,
+    split_joints,
+)
+from pipeline.skeletons.layouts import get_layout
 
 PENN = get_layout("penn13")
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.skeletons import LAYOUTS, get_layout
+from pipeline.skeletons.layouts import LAYOUTS, get_layout
 
 # Official orders, written out independently of the module under test.
 PENN_ORDER = ["head", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist",

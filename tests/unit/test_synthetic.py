@@ -1,13 +1,19 @@
 import numpy as np
 
-from pipeline.skeletons import PENN13
-from pipeline.synthetic import ACTIVITIES, Camera, forward_kinematics, project, sample_sequence
+from pipeline.datasets.synthetic import (
+    ACTIVITIES,
+    Camera,
+    forward_kinematics,
+    project,
+    sample_sequence,
+)
+from pipeline.skeletons.layouts import PENN13
 
 
 def test_neutral_pose_stands_on_the_floor_upright():
     angles = {k: np.zeros(1) for k in ("pitch", "l_sh_abd", "r_sh_abd", "l_sh_flex", "r_sh_flex", "l_elbow",
                                        "r_elbow", "l_hip_abd", "r_hip_abd", "l_hip_flex", "r_hip_flex", "l_knee", "r_knee")}
-    from pipeline.synthetic import Body
+    from pipeline.datasets.synthetic import Body
 
     joints = forward_kinematics(angles, Body())[0]
     assert np.isclose(joints[[PENN13.index("l_ankle"), PENN13.index("r_ankle")], 1].min(), 0)
@@ -16,7 +22,7 @@ def test_neutral_pose_stands_on_the_floor_upright():
 
 
 def test_hip_flexion_moves_the_knee_forward():
-    from pipeline.synthetic import Body
+    from pipeline.datasets.synthetic import Body
 
     base = {k: np.zeros(2) for k in ("pitch", "l_sh_abd", "r_sh_abd", "l_sh_flex", "r_sh_flex", "l_elbow",
                                      "r_elbow", "l_hip_abd", "r_hip_abd", "l_hip_flex", "r_hip_flex", "l_knee", "r_knee")}

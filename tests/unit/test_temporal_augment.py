@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 
 from model.batch import gather_frames, pad_indices
-from model.temporal_augment import dual_maps, one_way_maps, subset_map, trim_window
+from model.inputs.temporal_augment import (
+    dual_maps,
+    one_way_maps,
+    subset_map,
+    trim_window,
+)
 
 
 def test_dual_maps_point_to_the_right_original_frames():

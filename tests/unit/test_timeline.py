@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.timeline import resample_indices, uniform_times
+from pipeline.video.timeline import resample_indices, uniform_times
 
 
 def test_same_rate_is_identity():

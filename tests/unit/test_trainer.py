@@ -10,8 +10,7 @@ import torch
 
 from model.method import InputSpec
 from model.registry import get_method
-from model.trainer import Trainer, step_seed
-from stages.train import TrainParams
+from model.trainer import Trainer, TrainParams, step_seed
 from tests.tiny_models import tiny_params
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import vasot_losses as vl
+from model.losses import vasot as vl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ def _sequences(lengths, seed=0):
 
 
 def _model(method, **overrides):
-    from model.vasot import Vasot, VasotParams
+    from model.methods.vasot import Vasot, VasotParams
 
     torch.manual_seed(0)
     params = VasotParams(d_model=32, mlp_hidden=32, proj_hidden=32, proj_dim=16, layers=1, n_prototypes=4,
@@ -163,7 +163,7 @@ def test_embedder_segments_match_batched_segment(method):
 def test_params_section_loads_and_round_trips_through_a_checkpoint_config(method):
     import json
 
-    from model.vasot import VasotParams
+    from model.methods.vasot import VasotParams
     from pipeline.params import from_dict, load_section, to_dict
 
     params = load_section("vasot", VasotParams, REPO / "params.yaml")

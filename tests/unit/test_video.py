@@ -1,4 +1,4 @@
-"""pipeline.video: timestamps, resampling by timestamps, geometry, frame folders, and loud errors."""
+"""pipeline.video.reader: timestamps, resampling by timestamps, geometry, frame folders, and loud errors."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import video
-from pipeline.timeline import resample_indices, uniform_times
-from pipeline.video import Geometry, VideoError, iter_frames, read_clip, write_video
+from pipeline.video.reader import (
+    Geometry,
+    VideoError,
+    iter_frames,
+    read_clip,
+    write_video,
+)
+from pipeline.video import reader as video
+from pipeline.video.timeline import resample_indices, uniform_times
 
 
 def numbered_frames(n: int, height: int = 48, width: int = 64) -> np.ndarray:

@@ -1,0 +1,73 @@
+"""Sequence encoders shared by LA2DS, CASA and late fusion: (B, T, ...) inputs -> (B, T, D) frame tokens.
+
+- `HeatmapEncoder` (LA2DS Sec. 3.3, a factorised ViViT): each frame's (C, S, S) heatmap is cut into
+  p x p patches ((S / p)^2 tokens, linear to D) with a learned spatial positional encoding, passed through a
+  spatial transformer and average-pooled into one frame token; frame tokens get a learned temporal positional
+  encoding and pass through a temporal transformer.
+- `VectorEncoder` (CASA, the RGB branch of late fusion): per-frame MLP, positional encoding (sinusoidal or
+  learned), temporal self-attention.
+Only real frames go through the spatial transformer; padding stays zero.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from model.blocks.attention import SelfAttentionStack
+from model.blocks.heads import mlp
+from model.blocks.positional import LearnedPE, SinusoidalPE, frame_positions
+
+
+class HeatmapEncoder(nn.Module):
+    def __init__(self, *, channels: int, size: int, patch: int, dim: int, heads: int, spatial_layers: int,
+                 temporal_layers: int, max_len: int, ff_mult: int = 2, dropout: float = 0.0):
+        super().__init__()
+        if size % patch:
+            raise ValueError(f"heatmap size {size} is not a multiple of the patch size {patch}")
+        self.patch = patch
+        n_patches = (size // patch) ** 2
+        self.embed = nn.Linear(channels * patch * patch, dim)
+        self.spatial_pe = nn.Parameter(torch.randn(n_patches, dim) * 0.02)
+        self.spatial = SelfAttentionStack(dim, heads, spatial_layers, ff_mult=ff_mult, dropout=dropout)
+        self.temporal_pe = LearnedPE(dim, max_len)
+        self.temporal = SelfAttentionStack(dim, heads, temporal_layers, ff_mult=ff_mult, dropout=dropout)
+        self.dim = dim
+
+    def patches(self, maps: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) -> (N, (S/p)^2, C * p * p), patches in row-major order."""
+        N, C, S, _ = maps.shape
+        p, n = self.patch, S // self.patch
+        x = maps.reshape(N, C, n, p, n, p).permute(0, 2, 4, 1, 3, 5)  # (N, n, n, C, p, p)
+        return x.reshape(N, n * n, C * p * p)
+
+    def frame_tokens(self, maps: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) heatmaps of N frames -> (N, D) pooled outputs of the spatial transformer."""
+        tokens = self.embed(self.patches(maps)) + self.spatial_pe
+        full = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return self.spatial(tokens, full).mean(dim=1)
+
+    def forward(self, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """maps: (B, T, C, S, S), mask: (B, T) -> (B, T, D), zero on padding."""
+        B, T = mask.shape
+        frames = torch.zeros(B, T, self.dim, device=maps.device, dtype=maps.dtype)
+        frames[mask] = self.frame_tokens(maps[mask]).to(frames.dtype)
+        x = (frames + self.temporal_pe(frame_positions(mask))) * mask.unsqueeze(-1)
+        return self.temporal(x, mask)
+
+
+class VectorEncoder(nn.Module):
+    def __init__(self, *, dim_in: int, hidden: int, dim: int, heads: int, layers: int,
+                 positional: Literal["sinusoidal", "learned"], max_len: int = 1024, ff_mult: int = 2,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.frame_mlp = mlp([dim_in, hidden, dim])
+        self.pe = SinusoidalPE(dim) if positional == "sinusoidal" else LearnedPE(dim, max_len)
+        self.temporal = SelfAttentionStack(dim, heads, layers, ff_mult=ff_mult, dropout=dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, F), mask: (B, T) -> (B, T, D), zero on padding."""
+        tokens = (self.frame_mlp(x) + self.pe(frame_positions(mask))) * mask.unsqueeze(-1)
+        return self.temporal(tokens, mask)

@@ -1,0 +1,1 @@
+"""The registered alignment methods (see `model.registry`), one module each."""

@@ -1,0 +1,129 @@
+"""Late fusion (LA2DS Sec. 3.4): separate heatmap and RGB encoders, concatenated, linear to D, LA2DS head.
+
+    joints_2d -> heatmaps -> HeatmapEncoder -> U_H  \
+                                                      concat -> Linear(2D -> D) -> AlignmentHead -> U, Z
+    DINO feature -> VectorEncoder (learned PE) -> U_F /
+
+Two-stage training: for the first `stage1_epochs` epochs each encoder trains alone with its own alignment
+head and the single-modality loss (sum of both); afterwards the fused path trains end to end. Both stages
+use the same temporal augmentation (a window and a temporal subset of it, shared by the modalities); the
+skeletons of the augmented view are also flipped / limb-rotated / jittered before rasterisation (DINO
+features are fixed per frame, so the RGB stream gets the temporal augmentation only). The embedding is the
+fused U.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from model.batch import Batch, gather_frames
+from model.blocks.alignment_head import AlignmentHead
+from model.blocks.encoders import HeatmapEncoder, VectorEncoder
+from model.inputs.heatmap_input import HeatmapAugmentParams, HeatmapInput, HeatmapParams
+from model.inputs.temporal_augment import one_way_maps
+from model.losses.alignment import contrastive_regression_loss
+from model.method import AlignmentMethod, InputSpec, Progress
+
+
+@dataclass(frozen=True)
+class FusionLateParams:
+    """heatmap / patch / spatial_layers / temporal_layers: the LA2DS branch; rgb_hidden / rgb_layers: the RGB
+    branch; d_model: the size of both branches and of the fused tokens (192 in the paper); stage1_epochs:
+    epochs of separate training before the fused stage."""
+
+    heatmap: HeatmapParams = field(default_factory=HeatmapParams)
+    patch: int = 10
+    d_model: int = 192
+    heads: int = 3
+    spatial_layers: int = 1
+    temporal_layers: int = 1
+    rgb_hidden: int = 512
+    rgb_layers: int = 1
+    cross_layers: int = 1
+    ff_mult: int = 2
+    dropout: float = 0.0
+    max_len: int = 1024
+    proj_hidden: int = 192
+    proj_dim: int = 128
+    temperature: float = 0.1
+    max_frames: int = 256
+    stage1_epochs: int = 10
+    augment: HeatmapAugmentParams = field(default_factory=HeatmapAugmentParams)
+
+
+class FusionLate(AlignmentMethod):
+    params_cls = FusionLateParams
+
+    @classmethod
+    def inputs(cls, params: FusionLateParams) -> tuple[tuple[str, str], ...]:
+        return (("dino", "feature"), ("keypoints", "joints_2d"))
+
+    @classmethod
+    def build(cls, params: FusionLateParams, spec: InputSpec) -> FusionLate:
+        return cls(params, spec)
+
+    def __init__(self, params: FusionLateParams, spec: InputSpec):
+        super().__init__()
+        if spec.layout is None:
+            raise ValueError("fusion_late needs the skeleton layout of its keypoints")
+        p = self.params = params
+        self.heat = HeatmapInput(spec.layout, p.heatmap)
+        feature_dim = spec.shape("feature", "fusion_late")[-1]
+        self.heat_encoder = HeatmapEncoder(
+            channels=self.heat.channels, size=p.heatmap.size, patch=p.patch, dim=p.d_model, heads=p.heads,
+            spatial_layers=p.spatial_layers, temporal_layers=p.temporal_layers, max_len=p.max_len,
+            ff_mult=p.ff_mult, dropout=p.dropout,
+        )
+        self.rgb_norm = nn.LayerNorm(feature_dim, elementwise_affine=False)
+        self.rgb_encoder = VectorEncoder(dim_in=feature_dim, hidden=p.rgb_hidden, dim=p.d_model, heads=p.heads,
+                                         layers=p.rgb_layers, positional="learned", max_len=p.max_len,
+                                         ff_mult=p.ff_mult, dropout=p.dropout)
+        self.fuse = nn.Linear(2 * p.d_model, p.d_model)
+        head = dict(dim=p.d_model, heads=p.heads, cross_layers=p.cross_layers, proj_hidden=p.proj_hidden,
+                    proj_dim=p.proj_dim, ff_mult=p.ff_mult, dropout=p.dropout)
+        self.head = AlignmentHead(**head)
+        self.heat_head = AlignmentHead(**head)
+        self.rgb_head = AlignmentHead(**head)
+
+    def _tokens(self, maps: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heat_encoder(maps, mask), self.rgb_encoder(self.rgb_norm(features.float()), mask)
+
+    def _fused(self, u_heat: torch.Tensor, u_rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat((u_heat, u_rgb), dim=-1)) * mask.unsqueeze(-1)
+
+    def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+        p = self.params
+        if progress.epochs <= p.stage1_epochs:
+            raise ValueError(f"fusion_late: train.epochs ({progress.epochs}) must exceed stage1_epochs ({p.stage1_epochs})")
+        joints, features = batch.arrays["joints_2d"], batch.arrays["feature"]
+        box = self.heat.boxes(joints, batch.mask)
+        g0, m0, pos, m1 = one_way_maps(batch.lengths.tolist(), gen, probability=p.augment.temporal_p,
+                                       min_fraction=p.augment.temporal_min_fraction, max_frames=p.max_frames)
+        device = joints.device
+        g0, m0, pos, m1 = g0.to(device), m0.to(device), pos.to(device), m1.to(device)
+        joints0, feat0 = gather_frames(joints, g0), gather_frames(features, g0)
+        joints1 = self.heat.augment(gather_frames(joints0, pos), box, p.augment, gen)
+        h0, f0 = self._tokens(self.heat.render(joints0, box, m0), feat0, m0)
+        h1, f1 = self._tokens(self.heat.render(joints1, box, m1), gather_frames(feat0, pos), m1)
+        scale = (m0.sum(1) - 1).clamp(min=1).float()[:, None]
+        index0 = torch.arange(m0.shape[1], device=device).float()[None, :] / scale
+
+        def matching(head: AlignmentHead, u0: torch.Tensor, u1: torch.Tensor) -> torch.Tensor:
+            _, (z0, z1) = head.forward_pair(u0, m0, u1, m1)
+            return contrastive_regression_loss(z0, m0, index0, z1, m1, pos / scale, p.temperature)
+
+        if progress.epoch < p.stage1_epochs:
+            heat, rgb = matching(self.heat_head, h0, h1), matching(self.rgb_head, f0, f1)
+            return heat + rgb, {"heatmap": float(heat.detach()), "rgb": float(rgb.detach())}
+        fused = matching(self.head, self._fused(h0, f0, m0), self._fused(h1, f1, m1))
+        return fused, {"fused": float(fused.detach())}
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """(B, T, d_model) fused embeddings of the unaugmented sequences."""
+        joints, mask = batch.arrays["joints_2d"], batch.mask
+        maps = self.heat.render(joints, self.heat.boxes(joints, mask), mask)
+        h, f = self._tokens(maps, batch.arrays["feature"], mask)
+        return self.head.single(self._fused(h, f, mask), mask)

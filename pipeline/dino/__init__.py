@@ -1,0 +1,1 @@
+"""Frozen DINOv2 (transformers): locating the weights, batches of frames across sequences, embedding them."""

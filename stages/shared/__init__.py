@@ -1,0 +1,1 @@
+"""What several stages share: reading a dataset's arrays for a model, loading trained models, plots."""
