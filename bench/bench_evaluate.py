@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.metrics.baselines import time_feature  # noqa: E402
 from model.metrics.protocol import ProtocolParams, VideoSet, evaluate_features  # noqa: E402
+from pipeline.params import load_section  # noqa: E402
 
 TARGET_S = 60.0
 
@@ -59,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     train, val = synthetic_set(args.videos, args.dim, args.frames, args.activities, args.seed)
-    params = ProtocolParams()
+    params = load_section("evaluate.protocol", ProtocolParams, Path(__file__).resolve().parents[1] / "params.yaml")
     load_before = os.getloadavg()[0]  # other work on the machine slows every figure below
     start = time.perf_counter()
     result = evaluate_features(train, val, params, seed=args.seed)

@@ -24,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.timing import median_seconds  # noqa: E402
 from pipeline.heatmaps.raster import CUTOFF, crop_box, render, to_grid  # noqa: E402
 from pipeline.params import load_section  # noqa: E402
 from pipeline.skeletons.layouts import get_layout  # noqa: E402
@@ -92,9 +93,9 @@ def main() -> None:
     render(joints[:8], limbs, box, size, sigma)
     first_call_s = time.perf_counter() - t0
     cores = len(os.sched_getaffinity(0))
-    batched = _median(lambda: render(joints, limbs, box, size, sigma, threads=cores), args.repeats)
-    one_core = _median(lambda: render(joints, limbs, box, size, sigma, threads=1), args.repeats)
-    per_seq = _median(lambda: [render(j, limbs, b, size, sigma, threads=1) for j, b in seqs], args.repeats)
+    batched = median_seconds(lambda: render(joints, limbs, box, size, sigma, threads=cores), args.repeats)
+    one_core = median_seconds(lambda: render(joints, limbs, box, size, sigma, threads=1), args.repeats)
+    per_seq = median_seconds(lambda: [render(j, limbs, b, size, sigma, threads=1) for j, b in seqs], args.repeats)
     n_seq_frames = sum(len(j) for j, _ in seqs)
 
     few = joints[: args.baseline_frames]
@@ -126,16 +127,6 @@ def main() -> None:
         "target_frames_per_s": TARGET,
         "meets_target": fps >= TARGET,
     }))
-
-
-def _median(fn, repeats: int) -> float:
-    """Median wall time of `repeats` calls (other processes share this machine's cores)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 if __name__ == "__main__":

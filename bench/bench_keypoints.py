@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.timing import median_seconds  # noqa: E402
 from pipeline.skeletons.body_models import BATCH_VERTICES, lift  # noqa: E402
 from tests.body_model_fixtures import write_model_dir  # noqa: E402
 
@@ -46,8 +47,8 @@ def main() -> None:
         lift({k: v[:2] for k, v in body.items()}, models)
         lift({k: v[:2] for k, v in hands.items()}, models)
         load_s = time.perf_counter() - t0
-        smpl_s = _median(lambda: lift(body, models), args.repeats)
-        mano_s = _median(lambda: lift(hands, models), args.repeats)
+        smpl_s = median_seconds(lambda: lift(body, models), args.repeats)
+        mano_s = median_seconds(lambda: lift(hands, models), args.repeats)
     print(json.dumps({
         "benchmark": "keypoints_body_models",
         "frames": n,
@@ -61,15 +62,6 @@ def main() -> None:
         "load_average_1min": round(os.getloadavg()[0], 1),
         "reference": "ENVIRONMENT.md: SMPL forward ~600-1000 poses/s at batch 256 on this machine",
     }))
-
-
-def _median(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,16 @@ To add a method (VASOT, say):
 2. add its `params.yaml` section, named like the method (`vasot:`);
 3. register it here with one line: `"vasot": "model.methods.vasot:Vasot",`.
 `pipeline train --method vasot` then trains it, checkpoints it, writes `embeddings_vasot.zarr`, and
-`stages.train.load_embedder` serves it to evaluation, with no other change.
+`stages.shared.models.load_embedder` serves it to evaluation, with no other change.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from model.method import AlignmentMethod
+if TYPE_CHECKING:  # the names alone must not import torch: the CLI checks --method before heavy imports
+    from model.method import AlignmentMethod
 
 METHODS: dict[str, str] = {
     "masa": "model.methods.masa:Masa",
@@ -32,6 +34,8 @@ def method_names() -> list[str]:
 
 def get_method(name: str) -> type[AlignmentMethod]:
     """The class registered as `name`; a clear error for unknown names."""
+    from model.method import AlignmentMethod
+
     if name not in METHODS:
         raise KeyError(f"unknown method '{name}'; registered: {method_names()}")
     module_name, class_name = METHODS[name].split(":")

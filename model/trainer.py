@@ -32,21 +32,21 @@ class TrainParams:
     length buckets of the batches; log_every: steps per log record; checkpoint_every: epochs per
     checkpoint; embed_batch_size: sequences per batch when embedding."""
 
-    seed: int = 0
-    epochs: int = 60
-    max_steps: int = 0
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    lr_milestones: tuple[int, ...] = ()
-    lr_gamma: float = 0.5
-    grad_clip: float = 1.0
-    multi_activity: bool = True
-    train_splits: tuple[str, ...] = ("train",)
-    bucket_edges: tuple[int, ...] = (48, 96, 192, 384)
-    log_every: int = 10
-    checkpoint_every: int = 1
-    embed_batch_size: int = 16
+    seed: int
+    epochs: int
+    max_steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    lr_milestones: tuple[int, ...]
+    lr_gamma: float
+    grad_clip: float
+    multi_activity: bool
+    train_splits: tuple[str, ...]
+    bucket_edges: tuple[int, ...]
+    log_every: int
+    checkpoint_every: int
+    embed_batch_size: int
 
 
 def step_seed(seed: int, step: int) -> int:

@@ -18,6 +18,7 @@ log = logging.getLogger("pipeline")
 
 # Errors a user can act on: printed as one message (the traceback only with -v).
 USER_ERRORS = (
+    "pipeline.device.DeviceError",
     "pipeline.manifest.ManifestError",
     "pipeline.params.ParamsError",
     "pipeline.sequences.IndexTableError",
@@ -49,6 +50,39 @@ scheduler_option = click.option(
 )
 workers_option = click.option(
     "--workers", "-j", type=int, default=None, help="Local worker processes (default: all cores)."
+)
+
+
+class MethodChoice(click.Choice):
+    """The registered methods (`model.registry`, the one method list), read only when a command needs them:
+    the registry names its methods without importing torch, so `--method masaa` fails in milliseconds."""
+
+    def __init__(self, extra: tuple[str, ...] = ()):
+        self.extra = extra
+        super().__init__((), case_sensitive=True)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from model.registry import method_names
+
+        return (*method_names(), *self.extra)
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ assigns it; the registry decides
+        pass
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from pipeline.device import DeviceError, check_device_name
+
+    try:
+        return check_device_name(value)
+    except DeviceError as err:
+        raise click.BadParameter(str(err)) from err
+
+
+device_option = click.option(
+    "--device", default="auto", show_default=True, callback=_check_device, help="auto, cpu, cuda or cuda:N."
 )
 
 
@@ -135,7 +169,7 @@ def decode(obj, dataset, scheduler, workers):
 @main.command("extract-dino")
 @dataset_option
 @scheduler_option
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option
 @click.pass_obj
 def extract_dino(obj, dataset, scheduler, device):
     """Run frozen DINOv2 over decoded frames into data/<dataset>/dino.zarr."""
@@ -170,8 +204,8 @@ def heatmaps(obj, dataset, scheduler, workers):
 
 @main.command("train")
 @dataset_option
-@click.option("--method", "-m", required=True, help="masa, la2ds, casa, fusion_early, fusion_late, vasot.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--method", "-m", required=True, type=MethodChoice(), help="A registered alignment method.")
+@device_option
 @click.pass_obj
 def train(obj, dataset, method, device):
     """Train an alignment model from the cached artifacts; write its checkpoint and embeddings."""
@@ -182,9 +216,10 @@ def train(obj, dataset, method, device):
 
 @main.command("evaluate")
 @dataset_option
-@click.option("--method", "-m", required=True, help="Method whose embeddings to evaluate (or 'raw').")
+@click.option("--method", "-m", required=True, type=MethodChoice(extra=("raw",)),
+              help="Method whose embeddings to evaluate ('raw': the baselines alone).")
 @click.option("--trained-on", default=None, help="Embed with the model trained on this other dataset.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option
 @click.pass_obj
 def evaluate(obj, dataset, method, trained_on, device):
     """Evaluate embeddings with the literature's protocol into metrics/<dataset>/<method>.json."""
@@ -200,7 +235,7 @@ def report(obj, out):
     """Print one markdown table of every metrics file beside the papers' numbers."""
     from stages import report as stage
 
-    stage.run(metrics_dir=Path("metrics"), out=out)
+    stage.run(workdir=Path("."), out=out)
 
 
 @main.command("export")

@@ -15,6 +15,14 @@ from pipeline.params import DEFAULT_PARAMS, load_section
 
 T = TypeVar("T")
 
+# Where a project's outputs live, relative to its working directory (one place for these conventions).
+MODELS, METRICS, PLOTS, REPORTS = "models", "metrics", "plots", "reports"
+
+
+def metrics_root(workdir: Path = Path(".")) -> Path:
+    """The folder of every dataset's metrics files (`<root>/<dataset>/<method>.json`), read by `report`."""
+    return Path(workdir) / METRICS
+
 
 @dataclass(frozen=True)
 class StageContext:
@@ -50,13 +58,13 @@ class StageContext:
         return self.data_dir / "index.parquet"
 
     def models_dir(self, method: str) -> Path:
-        return self.workdir / "models" / self.dataset.name / method
+        return self.workdir / MODELS / self.dataset.name / method
 
     def metrics_path(self, method: str) -> Path:
-        return self.workdir / "metrics" / self.dataset.name / f"{method}.json"
+        return metrics_root(self.workdir) / self.dataset.name / f"{method}.json"
 
     def plots_dir(self, method: str) -> Path:
-        return self.workdir / "plots" / self.dataset.name / method
+        return self.workdir / PLOTS / self.dataset.name / method
 
 
 def default_workers() -> int:

@@ -1,8 +1,9 @@
 """Strict, typed loading of `params.yaml` sections into frozen dataclasses.
 
 `params.yaml` is the one tracked source of every value that changes an output. Each stage declares a
-frozen dataclass for its section; `load_section` fills it and refuses unknown or missing keys, so a
-typo in `params.yaml` fails loudly instead of silently running with a default.
+frozen dataclass for its section, with no defaults in code; `load_section` fills it and refuses unknown or
+missing keys, so a typo or an omitted key in `params.yaml` fails loudly instead of silently running with a
+value nobody wrote down.
 
 A section may carry `overrides: {<dataset>: {<key>: <value>}}` for per-dataset values (the sample
 dataset points `extract_dino.model` at a small local checkpoint, say). The override is applied before
@@ -48,19 +49,25 @@ def load_section(
 ) -> T:
     """Load `params.yaml[section]` (with `overrides[dataset]` applied) into the frozen dataclass `cls`.
 
-    Raises ParamsError naming the file, section and key for a missing section, an unknown key, a missing
-    key without a default, or a value of the wrong type.
+    `section` may be a dotted path into a section's nested blocks ("masa.augment"); overrides apply at the
+    section level before the path is followed. Raises ParamsError naming the file, section and key for a
+    missing section, an unknown key, a missing key, or a value of the wrong type.
     """
     data = read_params_file(path) if data is None else data
-    if section not in data:
-        raise ParamsError(f"{path}: no section '{section}'")
-    raw = dict(data[section] or {})
+    top, *inner = section.split(".")
+    if top not in data:
+        raise ParamsError(f"{path}: no section '{top}'")
+    raw = dict(data[top] or {})
     overrides = raw.pop("overrides", None) or {}
     if dataset is not None and dataset in overrides:
         extra = overrides[dataset] or {}
         if not isinstance(extra, dict):
-            raise ParamsError(f"{path}: {section}.overrides.{dataset} must be a mapping")
+            raise ParamsError(f"{path}: {top}.overrides.{dataset} must be a mapping")
         raw = _deep_merge(raw, extra)
+    for depth, key in enumerate(inner):
+        if not isinstance(raw, dict) or key not in raw:
+            raise ParamsError(f"{path}: no block '{'.'.join([top, *inner[: depth + 1]])}'")
+        raw = raw[key]
     return from_dict(cls, raw, where=f"{path}: {section}")
 
 
@@ -73,13 +80,10 @@ def from_dict(cls: type[T], raw: dict[str, Any], *, where: str) -> T:
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ParamsError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
-    values = {}
-    for name, field in fields.items():
-        if name in raw:
-            values[name] = _coerce(raw[name], hints[name], where=f"{where}.{name}")
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ParamsError(f"{where}: missing key '{name}'")
-    return cls(**values)
+    missing = [name for name in fields if name not in raw]
+    if missing:  # no code defaults: params.yaml alone says what ran
+        raise ParamsError(f"{where}: missing key(s) {missing}; every key of a section is spelled out")
+    return cls(**{name: _coerce(raw[name], hints[name], where=f"{where}.{name}") for name in fields})
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

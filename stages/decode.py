@@ -46,11 +46,11 @@ class DecodeParams:
     256 -> 224; interpolation: area | bilinear | bicubic; length_tolerance: frames of disagreement with the
     index that are reconciled (see module doc); compression: zstd | none for the stored frames."""
 
-    resize_short: int = 256
-    crop: int = 224
-    interpolation: Literal["area", "bilinear", "bicubic"] = "area"
-    length_tolerance: int = 3
-    compression: Literal["zstd", "none"] = "none"
+    resize_short: int
+    crop: int
+    interpolation: Literal["area", "bilinear", "bicubic"]
+    length_tolerance: int
+    compression: Literal["zstd", "none"]
 
     def geometry(self) -> Geometry:
         return Geometry(self.resize_short, self.crop, self.interpolation)

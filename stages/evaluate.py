@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +46,17 @@ class EvaluateError(RuntimeError):
 class PlotParams:
     """enabled: write the PNGs; tsne_frames: frames (subsampled evenly) in the t-SNE plot."""
 
-    enabled: bool = True
-    tsne_frames: int = 2000
-    tsne_perplexity: float = 30.0
+    enabled: bool
+    tsne_frames: int
+    tsne_perplexity: float
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    seed: int = 0
-    protocol: ProtocolParams = field(default_factory=ProtocolParams)
-    robustness: RobustnessParams = field(default_factory=RobustnessParams)
-    plots: PlotParams = field(default_factory=PlotParams)
+    seed: int
+    protocol: ProtocolParams
+    robustness: RobustnessParams
+    plots: PlotParams
 
 
 @dataclass(frozen=True)

@@ -41,14 +41,14 @@ class ExtractDinoParams:
     group_frames: frames per dask task.
     These last four change speed, not features, and are left out of the fingerprints."""
 
-    model: str = "facebook/dinov2-base"
-    revision: str = "main"
-    pooling: Pooling = "cls+mean"
-    image_size: int = 224
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    batch_size: int = 64
-    num_workers: int = 2
-    group_frames: int = 8192
+    model: str
+    revision: str
+    pooling: Pooling
+    image_size: int
+    dtype: Literal["auto", "float32", "bfloat16"]
+    batch_size: int
+    num_workers: int
+    group_frames: int
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,12 @@ class HeatmapsParams:
     this fraction of the box's width (height); square: make the crop box square (about its centre);
     dtype: stored dtype (see module docstring); compression_level: zstd level."""
 
-    size: int = 30
-    sigma: float = 1.0
-    pad: float = 0.1
-    square: bool = True
-    dtype: Literal["float16", "uint8"] = "float16"
-    compression_level: int = 3
+    size: int
+    sigma: float
+    pad: float
+    square: bool
+    dtype: Literal["float16", "uint8"]
+    compression_level: int
 
 
 def run(ctx: StageContext) -> StageSummary:

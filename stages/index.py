@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class IndexParams:
     """min_frames: sequences shorter than this (on the dataset timeline) are an error, not silently kept."""
 
-    min_frames: int = 2
+    min_frames: int
 
 
 def _relative_paths(row: dict) -> dict:

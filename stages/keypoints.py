@@ -38,12 +38,12 @@ class KeypointsParams:
     arrays); normalise3d: store joints_3d root-centred, in canonical axes, at unit size
     (`pipeline.skeletons.body_models.normalise_3d`); openpose_person: `track` or `confidence` (`pipeline.skeletons.poses`)."""
 
-    body_model_dir: str = "body_models"
-    smpl_gender: Literal["neutral", "male", "female"] = "neutral"
-    mano_flat_hand_mean: bool = True
-    lift: bool = True
-    normalise3d: bool = False
-    openpose_person: Literal["track", "confidence"] = "track"
+    body_model_dir: str
+    smpl_gender: Literal["neutral", "male", "female"]
+    mano_flat_hand_mean: bool
+    lift: bool
+    normalise3d: bool
+    openpose_person: Literal["track", "confidence"]
 
 
 def run(ctx: StageContext) -> StageSummary:

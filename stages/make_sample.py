@@ -40,17 +40,17 @@ class MakeSampleParams:
     """Sizes and difficulty of the generated dataset; video_fps differs from the manifest fps on purpose,
     so the pipeline's timestamp resampling is exercised."""
 
-    seed: int = 0
-    train_per_activity: int = 12
-    val_per_activity: int = 6
-    video_fps: int = 24
-    image_size: int = 160
-    min_seconds: float = 3.0
-    max_seconds: float = 6.0
-    noise_std: float = 6.0
-    missing_joint_prob: float = 0.02
-    dino_hidden: int = 96
-    dino_layers: int = 4
+    seed: int
+    train_per_activity: int
+    val_per_activity: int
+    video_fps: int
+    image_size: int
+    min_seconds: float
+    max_seconds: float
+    noise_std: float
+    missing_joint_prob: float
+    dino_hidden: int
+    dino_layers: int
 
 
 def run(ctx: StageContext) -> None:

@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from model.metrics.published import METHODS, ROBUSTNESS, for_dataset, is_percent
+from pipeline.context import metrics_root
+from model.metrics.published import PAPER_OF, ROBUSTNESS, for_dataset, is_percent
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,10 @@ PAPER_NOTES = (
 )
 
 
-def run(metrics_dir: Path, out: Path | None = None) -> str:
-    reports = _load(Path(metrics_dir))
+def run(workdir: Path = Path("."), out: Path | None = None) -> str:
+    """Print (and with `out`, write) the table of every metrics file under `workdir`'s metrics folder."""
+    metrics_dir = metrics_root(workdir)
+    reports = _load(metrics_dir)
     if not reports:
         raise FileNotFoundError(
             f"no metrics files under {metrics_dir}/<dataset>/*.json (run `pipeline evaluate` first)"
@@ -106,7 +109,7 @@ def _main_table(reports: list[dict[str, Any]]) -> str:
         for (feat, setting, *cells), runs in baselines.items():
             name = "baseline" if len(runs) == len(mine) else f"baseline ({', '.join(runs)} runs)"
             lines.append(_row([dataset, name, FEATURES.get(feat, feat), setting, "ours"] + cells))
-        ran = {METHODS.get(r["method"]) for r in mine}
+        ran = {PAPER_OF.get(r["method"]) for r in mine}
         for p in for_dataset(dataset):  # the papers' rows; the method we reimplemented in bold
             name = f"**{p.method}**" if p.method in ran else p.method
             cells = [_fmt(k, p.metrics.get(k), False) if f == "overall" else "-" for _, k, f in COLUMNS]

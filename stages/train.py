@@ -1,6 +1,6 @@
 """`train` stage: train an alignment method from the cached artifacts, then embed every sequence.
 
-    pipeline train --dataset D --method masa|la2ds|casa|fusion_early|fusion_late [--device auto|cpu|cuda]
+    pipeline train --dataset D --method M [--device auto|cpu|cuda]    (M: any method of `model.registry`)
 
 Reads only the Zarr artifacts the method declares (`data/<D>/keypoints.zarr` joints_2d/joints_3d,
 `data/<D>/dino.zarr` feature) and `data/<D>/index.parquet` (split, activity). Writes:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from model.registry import get_method
+from tests.repo_params import repo_params
 
 TINY: dict[str, dict[str, Any]] = {
     "masa": dict(mlp_hidden=16, d_model=16, heads=2, proj_hidden=16, proj_dim=16),
@@ -18,6 +18,5 @@ TINY: dict[str, dict[str, Any]] = {
 
 
 def tiny_params(name: str, **changes: Any):
-    """The method's default params with small sizes (and `changes`) applied."""
-    cls = get_method(name)
-    return dataclasses.replace(cls.params_cls(), **{**TINY[name], **changes})
+    """The method's params as params.yaml ships them, with small sizes (and `changes`) applied."""
+    return repo_params(name, get_method(name).params_cls, **{**TINY[name], **changes})

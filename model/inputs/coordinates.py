@@ -33,17 +33,17 @@ class SkeletonAugmentParams:
     translation; independent Gaussian noise per joint and frame; one global rotation about the root and one
     global scale factor (camera changes; off in CASA)."""
 
-    flip_p: float = 0.3
-    angle_p: float = 0.3
-    angle_std_deg: float = 10.0
-    translate_p: float = 0.3
-    translate_std: float = 0.1
-    noise_p: float = 0.3
-    noise_std: float = 0.02
-    rotate_p: float = 0.0
-    rotate_std_deg: float = 15.0
-    scale_p: float = 0.0
-    scale_std: float = 0.1
+    flip_p: float
+    angle_p: float
+    angle_std_deg: float
+    translate_p: float
+    translate_std: float
+    noise_p: float
+    noise_std: float
+    rotate_p: float
+    rotate_std_deg: float
+    scale_p: float
+    scale_std: float
 
 
 class CoordinateInput:

@@ -26,24 +26,24 @@ class HeatmapAugmentParams:
     frames); flip, one-limb rotation (std in radians) and position noise (std in heatmap cells), each with
     probability 0.3 per sequence."""
 
-    temporal_p: float = 0.5
-    temporal_min_fraction: float = 0.5
-    flip_p: float = 0.3
-    rotate_p: float = 0.3
-    rotate_std: float = 0.1
-    position_p: float = 0.3
-    position_std: float = 1.0
+    temporal_p: float
+    temporal_min_fraction: float
+    flip_p: float
+    rotate_p: float
+    rotate_std: float
+    position_p: float
+    position_std: float
 
 
 @dataclass(frozen=True)
 class HeatmapParams:
-    """Rasterisation: size x size grid, Gaussian sigma in cells, crop box padded by box_pad of its larger
-    side on every side and made square when box_square."""
+    """Rasterisation: size x size grid, Gaussian sigma in cells, crop box padded by `pad` of its larger
+    side on every side and made square when `square` (the names of the heatmaps section)."""
 
-    size: int = 30
-    sigma: float = 1.0
-    box_pad: float = 0.05
-    box_square: bool = True
+    size: int
+    sigma: float
+    pad: float
+    square: bool
 
 
 class HeatmapInput:
@@ -63,7 +63,7 @@ class HeatmapInput:
         """(B, T, K, 3), (B, T) -> (B, 4) crop boxes over each sequence's confident joints. A sequence with no
         confident joint at all (Penn Action has one: every visibility flag 0) renders all-zero maps whatever
         its box, so the unit box stands in."""
-        return crop_box(joints.float(), mask, pad=self.params.box_pad, square=self.params.box_square,
+        return crop_box(joints.float(), mask, pad=self.params.pad, square=self.params.square,
                         fallback=(0.0, 0.0, 1.0, 1.0))
 
     def render(self, joints: torch.Tensor, box: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -105,14 +105,16 @@ def window_and_subset(
 
 
 def one_way_maps(
-    lengths: list[int], gen: torch.Generator, *, probability: float, min_fraction: float, max_frames: int
+    lengths: list[int], gen: torch.Generator, *, probability: float, min_fraction: float, max_frames: int,
+    device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`window_and_subset` for every sequence of a batch, padded: g0 (B, M) original frames of the original
-    view and its mask (B, M); pos (B, N) positions of the augmented frames inside the window, and its mask."""
+    """`window_and_subset` for every sequence of a batch, padded, on `device`: g0 (B, M) original frames of the
+    original view and its mask (B, M); pos (B, N) positions of the augmented frames inside the window, and its
+    mask. (The draws happen on the CPU generator, so runs repeat on any device.)"""
     from model.batch import pad_indices
 
     pairs = [window_and_subset(n, gen, probability=probability, min_fraction=min_fraction, max_frames=max_frames)
              for n in lengths]
     g0, m0 = pad_indices([g for g, _ in pairs])
     pos, m1 = pad_indices([p for _, p in pairs])
-    return g0, m0, pos, m1
+    return g0.to(device), m0.to(device), pos.to(device), m1.to(device)

@@ -75,6 +75,18 @@ def contrastive_regression_loss(
     return _masked_mean((pred - index_aug.float()) ** 2, mask_aug)
 
 
+def one_way_matching_loss(
+    z0: torch.Tensor, m0: torch.Tensor, z1: torch.Tensor, m1: torch.Tensor, pos: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """`contrastive_regression_loss` of an augmented view against its original view (CASA, LA2DS, late
+    fusion): z0 (B, M, D) with mask m0 is the original view, z1 (B, N, D) with mask m1 the augmented one, and
+    pos (B, N) each augmented frame's position in the original view. Positions are divided by the original
+    view's last index, so the loss does not grow with sequence length."""
+    scale = (m0.sum(1) - 1).clamp(min=1).float()[:, None]
+    index0 = torch.arange(m0.shape[1], device=m0.device).float()[None, :] / scale
+    return contrastive_regression_loss(z0, m0, index0, z1, m1, pos / scale, temperature)
+
+
 def _pair_negative_cosine(
     target: torch.Tensor, mask_t: torch.Tensor, index_t: torch.Tensor,
     pred: torch.Tensor, mask_p: torch.Tensor, index_p: torch.Tensor,

@@ -12,7 +12,7 @@ coordinates (`model.inputs.coordinates.CoordinateInput.augment`: rotations of ea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -22,33 +22,33 @@ from model.blocks.alignment_head import AlignmentHead
 from model.blocks.encoders import VectorEncoder
 from model.inputs.coordinates import CoordinateInput, SkeletonAugmentParams
 from model.inputs.temporal_augment import one_way_maps
-from model.losses.alignment import contrastive_regression_loss
+from model.losses.alignment import one_way_matching_loss
 from model.method import AlignmentMethod, InputSpec, Progress
 
 
 @dataclass(frozen=True)
 class CasaParams:
-    """input: keypoint array; sizes of the frame MLP / encoder / cross-attention / projection; temperature of
+    """inputs: the one keypoint array it reads (joints_2d or joints_3d), a list as in every method's section; sizes of the frame MLP / encoder / cross-attention / projection; temperature of
     the contrastive regression; temporal subset (probability, kept fraction) within a max_frames window;
     augment: spatial augmentations of the augmented view."""
 
-    input: Literal["joints_2d", "joints_3d"] = "joints_2d"
-    normalise: Literal["sequence", "frame"] = "sequence"
-    use_confidence: bool = True
-    mlp_hidden: int = 128
-    d_model: int = 128
-    heads: int = 4
-    layers: int = 2
-    cross_layers: int = 1
-    ff_mult: int = 2
-    dropout: float = 0.0
-    proj_hidden: int = 128
-    proj_dim: int = 128
-    temperature: float = 0.1
-    temporal_p: float = 0.5
-    temporal_min_fraction: float = 0.5
-    max_frames: int = 512
-    augment: SkeletonAugmentParams = field(default_factory=SkeletonAugmentParams)
+    inputs: tuple[Literal["joints_2d", "joints_3d"], ...]
+    normalise: Literal["sequence", "frame"]
+    use_confidence: bool
+    mlp_hidden: int
+    d_model: int
+    heads: int
+    layers: int
+    cross_layers: int
+    ff_mult: int
+    dropout: float
+    proj_hidden: int
+    proj_dim: int
+    temperature: float
+    temporal_p: float
+    temporal_min_fraction: float
+    max_frames: int
+    augment: SkeletonAugmentParams
 
 
 class Casa(AlignmentMethod):
@@ -56,7 +56,9 @@ class Casa(AlignmentMethod):
 
     @classmethod
     def inputs(cls, params: CasaParams) -> tuple[tuple[str, str], ...]:
-        return (("keypoints", params.input),)
+        if len(params.inputs) != 1:
+            raise ValueError(f"CASA reads one keypoint array; inputs lists {list(params.inputs)}")
+        return (("keypoints", params.inputs[0]),)
 
     @classmethod
     def build(cls, params: CasaParams, spec: InputSpec) -> Casa:
@@ -67,7 +69,8 @@ class Casa(AlignmentMethod):
         if spec.layout is None:
             raise ValueError("CASA needs the skeleton layout of its keypoints")
         p = self.params = params
-        self.coords = CoordinateInput(p.input, spec.shape(p.input, "CASA"), spec.layout, p.normalise, p.use_confidence)
+        ((_, self.array),) = self.inputs(p)
+        self.coords = CoordinateInput(self.array, spec.shape(self.array, "CASA"), spec.layout, p.normalise, p.use_confidence)
         self.encoder = VectorEncoder(dim_in=self.coords.dim, hidden=p.mlp_hidden, dim=p.d_model, heads=p.heads,
                                      layers=p.layers, positional="sinusoidal", ff_mult=p.ff_mult, dropout=p.dropout)
         self.head = AlignmentHead(dim=p.d_model, heads=p.heads, cross_layers=p.cross_layers,
@@ -75,23 +78,19 @@ class Casa(AlignmentMethod):
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
         p = self.params
-        xy, conf = self.coords.prepare(batch.arrays[p.input], batch.mask)
+        xy, conf = self.coords.prepare(batch.arrays[self.array], batch.mask)
         g0, m0, pos, m1 = one_way_maps(batch.lengths.tolist(), gen, probability=p.temporal_p,
-                                       min_fraction=p.temporal_min_fraction, max_frames=p.max_frames)
-        device = xy.device
-        g0, m0, pos, m1 = g0.to(device), m0.to(device), pos.to(device), m1.to(device)
+                                       min_fraction=p.temporal_min_fraction, max_frames=p.max_frames, device=xy.device)
         xy0, conf0 = gather_frames(xy, g0), gather_frames(conf, g0)
         xy1, conf1 = self.coords.augment(gather_frames(xy0, pos), gather_frames(conf0, pos), p.augment, gen)
         u0 = self.encoder(self.coords.features(xy0, conf0), m0)
         u1 = self.encoder(self.coords.features(xy1, conf1), m1)
         _, (z0, z1) = self.head.forward_pair(u0, m0, u1, m1)
-        scale = (m0.sum(1) - 1).clamp(min=1).float()[:, None]
-        index0 = torch.arange(m0.shape[1], device=device).float()[None, :] / scale
-        loss = contrastive_regression_loss(z0, m0, index0, z1, m1, pos / scale, p.temperature)
+        loss = one_way_matching_loss(z0, m0, z1, m1, pos, p.temperature)
         return loss, {"matching": float(loss.detach())}
 
     def embed(self, batch: Batch) -> torch.Tensor:
         """(B, T, d_model) embeddings of the unaugmented sequences."""
-        xy, conf = self.coords.prepare(batch.arrays[self.params.input], batch.mask)
+        xy, conf = self.coords.prepare(batch.arrays[self.array], batch.mask)
         u = self.encoder(self.coords.features(xy, conf), batch.mask)
         return self.head.single(u, batch.mask)

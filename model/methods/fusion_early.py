@@ -15,9 +15,8 @@ from model.methods.masa import Masa, MasaParams
 
 @dataclass(frozen=True)
 class FusionEarlyParams(MasaParams):
-    """MASA's params (see `model.methods.masa.MasaParams`), with both input streams by default."""
-
-    inputs: tuple[str, ...] = ("feature", "joints_2d")
+    """MASA's params (see `model.methods.masa.MasaParams`), every key spelled out in its own `fusion_early`
+    section of params.yaml; `inputs` must name a DINO feature array and a keypoint array."""
 
 
 class FusionEarly(Masa):

@@ -14,44 +14,34 @@ fused U.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from model.batch import Batch, gather_frames
 from model.blocks.alignment_head import AlignmentHead
-from model.blocks.encoders import HeatmapEncoder, VectorEncoder
-from model.inputs.heatmap_input import HeatmapAugmentParams, HeatmapInput, HeatmapParams
-from model.inputs.temporal_augment import one_way_maps
-from model.losses.alignment import contrastive_regression_loss
+from model.blocks.encoders import VectorEncoder
+from model.inputs.heatmap_input import HeatmapInput
+from model.losses.alignment import one_way_matching_loss
 from model.method import AlignmentMethod, InputSpec, Progress
+from model.methods.la2ds import (
+    La2dsParams,
+    alignment_head,
+    heatmap_encoder,
+    heatmap_views,
+)
 
 
 @dataclass(frozen=True)
-class FusionLateParams:
-    """heatmap / patch / spatial_layers / temporal_layers: the LA2DS branch; rgb_hidden / rgb_layers: the RGB
-    branch; d_model: the size of both branches and of the fused tokens (192 in the paper); stage1_epochs:
-    epochs of separate training before the fused stage."""
+class FusionLateParams(La2dsParams):
+    """LA2DS's params for the skeleton branch and the fused head (d_model: the size of both branches and of
+    the fused tokens, 192 in the paper), plus rgb_hidden / rgb_layers: the RGB branch; stage1_epochs: epochs
+    of separate training before the fused stage."""
 
-    heatmap: HeatmapParams = field(default_factory=HeatmapParams)
-    patch: int = 10
-    d_model: int = 192
-    heads: int = 3
-    spatial_layers: int = 1
-    temporal_layers: int = 1
-    rgb_hidden: int = 512
-    rgb_layers: int = 1
-    cross_layers: int = 1
-    ff_mult: int = 2
-    dropout: float = 0.0
-    max_len: int = 1024
-    proj_hidden: int = 192
-    proj_dim: int = 128
-    temperature: float = 0.1
-    max_frames: int = 256
-    stage1_epochs: int = 10
-    augment: HeatmapAugmentParams = field(default_factory=HeatmapAugmentParams)
+    rgb_hidden: int
+    rgb_layers: int
+    stage1_epochs: int
 
 
 class FusionLate(AlignmentMethod):
@@ -72,21 +62,13 @@ class FusionLate(AlignmentMethod):
         p = self.params = params
         self.heat = HeatmapInput(spec.layout, p.heatmap)
         feature_dim = spec.shape("feature", "fusion_late")[-1]
-        self.heat_encoder = HeatmapEncoder(
-            channels=self.heat.channels, size=p.heatmap.size, patch=p.patch, dim=p.d_model, heads=p.heads,
-            spatial_layers=p.spatial_layers, temporal_layers=p.temporal_layers, max_len=p.max_len,
-            ff_mult=p.ff_mult, dropout=p.dropout,
-        )
+        self.heat_encoder = heatmap_encoder(self.heat.channels, p)
         self.rgb_norm = nn.LayerNorm(feature_dim, elementwise_affine=False)
         self.rgb_encoder = VectorEncoder(dim_in=feature_dim, hidden=p.rgb_hidden, dim=p.d_model, heads=p.heads,
                                          layers=p.rgb_layers, positional="learned", max_len=p.max_len,
                                          ff_mult=p.ff_mult, dropout=p.dropout)
         self.fuse = nn.Linear(2 * p.d_model, p.d_model)
-        head = dict(dim=p.d_model, heads=p.heads, cross_layers=p.cross_layers, proj_hidden=p.proj_hidden,
-                    proj_dim=p.proj_dim, ff_mult=p.ff_mult, dropout=p.dropout)
-        self.head = AlignmentHead(**head)
-        self.heat_head = AlignmentHead(**head)
-        self.rgb_head = AlignmentHead(**head)
+        self.head, self.heat_head, self.rgb_head = alignment_head(p), alignment_head(p), alignment_head(p)
 
     def _tokens(self, maps: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.heat_encoder(maps, mask), self.rgb_encoder(self.rgb_norm(features.float()), mask)
@@ -98,22 +80,14 @@ class FusionLate(AlignmentMethod):
         p = self.params
         if progress.epochs <= p.stage1_epochs:
             raise ValueError(f"fusion_late: train.epochs ({progress.epochs}) must exceed stage1_epochs ({p.stage1_epochs})")
-        joints, features = batch.arrays["joints_2d"], batch.arrays["feature"]
-        box = self.heat.boxes(joints, batch.mask)
-        g0, m0, pos, m1 = one_way_maps(batch.lengths.tolist(), gen, probability=p.augment.temporal_p,
-                                       min_fraction=p.augment.temporal_min_fraction, max_frames=p.max_frames)
-        device = joints.device
-        g0, m0, pos, m1 = g0.to(device), m0.to(device), pos.to(device), m1.to(device)
-        joints0, feat0 = gather_frames(joints, g0), gather_frames(features, g0)
-        joints1 = self.heat.augment(gather_frames(joints0, pos), box, p.augment, gen)
-        h0, f0 = self._tokens(self.heat.render(joints0, box, m0), feat0, m0)
-        h1, f1 = self._tokens(self.heat.render(joints1, box, m1), gather_frames(feat0, pos), m1)
-        scale = (m0.sum(1) - 1).clamp(min=1).float()[:, None]
-        index0 = torch.arange(m0.shape[1], device=device).float()[None, :] / scale
+        (maps0, m0), (maps1, m1), g0, pos = heatmap_views(self.heat, batch, p, gen)
+        feat0 = gather_frames(batch.arrays["feature"], g0)  # the RGB stream follows the same temporal views
+        h0, f0 = self._tokens(maps0, feat0, m0)
+        h1, f1 = self._tokens(maps1, gather_frames(feat0, pos), m1)
 
         def matching(head: AlignmentHead, u0: torch.Tensor, u1: torch.Tensor) -> torch.Tensor:
             _, (z0, z1) = head.forward_pair(u0, m0, u1, m1)
-            return contrastive_regression_loss(z0, m0, index0, z1, m1, pos / scale, p.temperature)
+            return one_way_matching_loss(z0, m0, z1, m1, pos, p.temperature)
 
         if progress.epoch < p.stage1_epochs:
             heat, rgb = matching(self.heat_head, h0, h1), matching(self.rgb_head, f0, f1)

@@ -15,7 +15,7 @@ convention (smallest box over the sequence's confident joints, padded, square).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -24,7 +24,7 @@ from model.blocks.alignment_head import AlignmentHead
 from model.blocks.encoders import HeatmapEncoder
 from model.inputs.heatmap_input import HeatmapAugmentParams, HeatmapInput, HeatmapParams
 from model.inputs.temporal_augment import one_way_maps
-from model.losses.alignment import contrastive_regression_loss
+from model.losses.alignment import one_way_matching_loss
 from model.method import AlignmentMethod, InputSpec, Progress
 
 
@@ -32,23 +32,53 @@ from model.method import AlignmentMethod, InputSpec, Progress
 class La2dsParams:
     """heatmap: rasterisation; patch: patch side in cells; d_model: token size (192 in the paper);
     spatial/temporal/cross layers; max_len: learned temporal PE table (longer sequences are read stretched);
-    proj_hidden/proj_dim: projection head; temperature: lambda; max_frames: training window."""
+    proj_hidden/proj_dim: projection head; temperature: lambda; max_frames: training window. Late fusion's
+    params extend these (`model.methods.fusion_late.FusionLateParams`)."""
 
-    heatmap: HeatmapParams = field(default_factory=HeatmapParams)
-    patch: int = 10
-    d_model: int = 192
-    heads: int = 3
-    spatial_layers: int = 1
-    temporal_layers: int = 1
-    cross_layers: int = 1
-    ff_mult: int = 2
-    dropout: float = 0.0
-    max_len: int = 1024
-    proj_hidden: int = 192
-    proj_dim: int = 128
-    temperature: float = 0.1
-    max_frames: int = 256
-    augment: HeatmapAugmentParams = field(default_factory=HeatmapAugmentParams)
+    heatmap: HeatmapParams
+    patch: int
+    d_model: int
+    heads: int
+    spatial_layers: int
+    temporal_layers: int
+    cross_layers: int
+    ff_mult: int
+    dropout: float
+    max_len: int
+    proj_hidden: int
+    proj_dim: int
+    temperature: float
+    max_frames: int
+    augment: HeatmapAugmentParams
+
+
+def heatmap_encoder(channels: int, p: La2dsParams) -> HeatmapEncoder:
+    """The LA2DS heatmap encoder sized by `p` (LA2DS, and late fusion's skeleton branch)."""
+    return HeatmapEncoder(channels=channels, size=p.heatmap.size, patch=p.patch, dim=p.d_model, heads=p.heads,
+                          spatial_layers=p.spatial_layers, temporal_layers=p.temporal_layers, max_len=p.max_len,
+                          ff_mult=p.ff_mult, dropout=p.dropout)
+
+
+def alignment_head(p: La2dsParams) -> AlignmentHead:
+    """The LA2DS alignment head (MLP + PE + cross-attention, then projection) sized by `p`."""
+    return AlignmentHead(dim=p.d_model, heads=p.heads, cross_layers=p.cross_layers, proj_hidden=p.proj_hidden,
+                         proj_dim=p.proj_dim, ff_mult=p.ff_mult, dropout=p.dropout)
+
+
+def heatmap_views(heat: HeatmapInput, batch: Batch, p: La2dsParams, gen: torch.Generator):
+    """LA2DS's two views of a batch's skeletons (Sec. 3.2): a random window of at most `max_frames` frames is
+    the original view; the augmented view is a temporal subset of it whose skeletons are flipped /
+    limb-rotated / jittered; both are rasterised in the original sequence's crop box. Returns
+    (maps0 (B, M, C, S, S), m0), (maps1 (B, N, C, S, S), m1), g0 (B, M) the original view's frames and
+    pos (B, N) the augmented frames' positions in the original view (late fusion gathers RGB with them)."""
+    joints = batch.arrays["joints_2d"]
+    box = heat.boxes(joints, batch.mask)
+    g0, m0, pos, m1 = one_way_maps(batch.lengths.tolist(), gen, probability=p.augment.temporal_p,
+                                   min_fraction=p.augment.temporal_min_fraction, max_frames=p.max_frames,
+                                   device=joints.device)
+    original = gather_frames(joints, g0)
+    augmented = heat.augment(gather_frames(original, pos), box, p.augment, gen)
+    return (heat.render(original, box, m0), m0), (heat.render(augmented, box, m1), m1), g0, pos
 
 
 class La2ds(AlignmentMethod):
@@ -71,36 +101,14 @@ class La2ds(AlignmentMethod):
         shape = spec.shape("joints_2d", "LA2DS")
         if shape != (self.heat.layout.n_joints, 3):
             raise ValueError(f"LA2DS: joints_2d frames have shape {shape}, layout {spec.layout} needs ({self.heat.layout.n_joints}, 3)")
-        p = params
-        self.encoder = HeatmapEncoder(
-            channels=self.heat.channels, size=p.heatmap.size, patch=p.patch, dim=p.d_model, heads=p.heads,
-            spatial_layers=p.spatial_layers, temporal_layers=p.temporal_layers, max_len=p.max_len,
-            ff_mult=p.ff_mult, dropout=p.dropout,
-        )
-        self.head = AlignmentHead(dim=p.d_model, heads=p.heads, cross_layers=p.cross_layers,
-                                  proj_hidden=p.proj_hidden, proj_dim=p.proj_dim, ff_mult=p.ff_mult, dropout=p.dropout)
-
-    def views(self, batch: Batch, gen: torch.Generator):
-        """Original and augmented heatmap views: (maps0 (B, M, C, S, S), m0), (maps1 (B, N, C, S, S), m1),
-        and pos (B, N), the augmented frames' positions in the original view."""
-        p = self.params
-        joints = batch.arrays["joints_2d"]
-        box = self.heat.boxes(joints, batch.mask)
-        g0, m0, pos, m1 = one_way_maps(batch.lengths.tolist(), gen, probability=p.augment.temporal_p,
-                                       min_fraction=p.augment.temporal_min_fraction, max_frames=p.max_frames)
-        device = joints.device
-        g0, m0, pos, m1 = g0.to(device), m0.to(device), pos.to(device), m1.to(device)
-        original = gather_frames(joints, g0)
-        augmented = self.heat.augment(gather_frames(original, pos), box, p.augment, gen)
-        return (self.heat.render(original, box, m0), m0), (self.heat.render(augmented, box, m1), m1), pos
+        self.encoder = heatmap_encoder(self.heat.channels, params)
+        self.head = alignment_head(params)
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
-        (maps0, m0), (maps1, m1), pos = self.views(batch, gen)
+        (maps0, m0), (maps1, m1), _, pos = heatmap_views(self.heat, batch, self.params, gen)
         u0, u1 = self.encoder(maps0, m0), self.encoder(maps1, m1)
         _, (z0, z1) = self.head.forward_pair(u0, m0, u1, m1)
-        scale = (m0.sum(1) - 1).clamp(min=1).float()[:, None]
-        index0 = torch.arange(m0.shape[1], device=m0.device).float()[None, :] / scale
-        loss = contrastive_regression_loss(z0, m0, index0, z1, m1, pos / scale, self.params.temperature)
+        loss = one_way_matching_loss(z0, m0, z1, m1, pos, self.params.temperature)
         return loss, {"matching": float(loss.detach())}
 
     def embed(self, batch: Batch) -> torch.Tensor:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -87,46 +87,46 @@ class MasaParams:
     least trim_min_fraction of the frames, each view is resampled at a rate in [rate_min, rate_max] times the
     window length, at most max_frames frames; augment: spatial skeleton augmentations per view."""
 
-    inputs: tuple[str, ...] = ("joints_2d",)
-    normalise: Literal["sequence", "frame"] = "sequence"
-    use_confidence: bool = True
-    mlp_hidden: int = 128
-    d_model: int = 128
-    heads: int = 4
-    layers: int = 4
-    ff_mult: int = 2
-    dropout: float = 0.0
-    proj_hidden: int = 128
-    proj_dim: int = 128
-    proj_layers: int = 4
-    predictor_layers: int = 2
-    temperature: float = 0.1
-    loss_combination: Literal["printed", "sum"] = "sum"
-    cluster_weight: float = 1.0
-    cluster_level: Literal["frame", "clip", "token"] = "frame"
-    clip_token: bool = False
-    matching_weight: float = 1.0
-    contrast_weight: float = 0.0
-    contrast_temperature: float = 0.1
-    contrast_per_frame: bool = False
-    contrast_on: Literal["frames", "token"] = "frames"
-    contrast_head: bool = True
-    decode_weight: float = 0.0
-    decode_mirror: bool = False
-    cross_weight: float = 0.0
-    cross_temperature: float = 0.1
-    relate_weight: float = 0.0
-    relate_frames: int = 32
-    relate_temperature: float = 0.1
-    relate_teacher_temperature: float = 0.1
-    relate_max_sequences: int = 10000
-    clip_scale: float = 1.0
-    trim_min_fraction: float = 0.5
-    shared_trim: bool = True
-    rate_min: float = 0.5
-    rate_max: float = 1.5
-    max_frames: int = 512
-    augment: SkeletonAugmentParams = field(default_factory=SkeletonAugmentParams)
+    inputs: tuple[str, ...]
+    normalise: Literal["sequence", "frame"]
+    use_confidence: bool
+    mlp_hidden: int
+    d_model: int
+    heads: int
+    layers: int
+    ff_mult: int
+    dropout: float
+    proj_hidden: int
+    proj_dim: int
+    proj_layers: int
+    predictor_layers: int
+    temperature: float
+    loss_combination: Literal["printed", "sum"]
+    cluster_weight: float
+    cluster_level: Literal["frame", "clip", "token"]
+    clip_token: bool
+    matching_weight: float
+    contrast_weight: float
+    contrast_temperature: float
+    contrast_per_frame: bool
+    contrast_on: Literal["frames", "token"]
+    contrast_head: bool
+    decode_weight: float
+    decode_mirror: bool
+    cross_weight: float
+    cross_temperature: float
+    relate_weight: float
+    relate_frames: int
+    relate_temperature: float
+    relate_teacher_temperature: float
+    relate_max_sequences: int
+    clip_scale: float
+    trim_min_fraction: float
+    shared_trim: bool
+    rate_min: float
+    rate_max: float
+    max_frames: int
+    augment: SkeletonAugmentParams
 
 
 class Masa(AlignmentMethod):
@@ -177,12 +177,6 @@ class Masa(AlignmentMethod):
             self.contrast_head = mlp([source, p.proj_hidden, p.proj_dim]) if p.contrast_head else nn.Identity()
 
     # ------------------------------------------------------------------ inputs
-    def _streams(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return self.frame_inputs.streams(batch)
-
-    def _frame_features(self, streams: dict[str, torch.Tensor], gen: torch.Generator | None) -> torch.Tensor:
-        return self.frame_inputs.features(streams, self.params.augment, gen)
-
     def _tokens(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, F) -> frame MLP + positional encoding (B, T, d_model), zero on padding, and its mask; with
         `clip_token`, a learned clip token (no position) leads every sequence: (B, T + 1, d_model)."""
@@ -231,7 +225,7 @@ class Masa(AlignmentMethod):
         ]
         g1, m1 = pad_indices([a for a, _ in maps])
         g2, m2 = pad_indices([b for _, b in maps])
-        streams = self._streams(batch)
+        streams = self.frame_inputs.streams(batch)
         device = batch.mask.device
         g1, m1, g2, m2 = g1.to(device), m1.to(device), g2.to(device), m2.to(device)
         view1 = {k: gather_frames(v, g1) for k, v in streams.items()}
@@ -251,7 +245,8 @@ class Masa(AlignmentMethod):
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
         p = self.params
         view1, m1, g1, view2, m2, g2 = self.views(batch, gen)
-        x1, x2 = self._frame_features(view1, gen), self._frame_features(view2, gen)
+        x1 = self.frame_inputs.features(view1, p.augment, gen)
+        x2 = self.frame_inputs.features(view2, p.augment, gen)
         (u1, u2), (z1, z2), (h1, h2), (c1, c2) = self.forward_pair(x1, m1, x2, m2)
         scale = (batch.lengths.to(z1.device) - 1).clamp(min=1).float()[:, None]
         o1, o2 = (m1, m2) if p.shared_trim else _overlap(g1, m1, g2, m2)
@@ -307,7 +302,7 @@ class Masa(AlignmentMethod):
     def embed(self, batch: Batch) -> torch.Tensor:
         """U of each unaugmented sequence: (B, T, dim), zero on padding (dim = d_model, or 2 d_model with a
         clip token: frame output, clip token output times `clip_scale`)."""
-        x = self._frame_features(self._streams(batch), None)
+        x = self.frame_inputs.features(self.frame_inputs.streams(batch), self.params.augment, None)  # no gen: no augmentation
         tokens, mask = self._tokens(x, batch.mask)
         return self._split(self.encoder.single(tokens, mask), batch.mask, self.params.clip_scale)[0]
 

@@ -28,7 +28,7 @@ the train stage writes beside the embeddings (`embeddings_vasot.zarr {seq}/segme
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -65,38 +65,38 @@ class VasotParams:
     relaxed, so segments may differ in length; the other OT settings are shared). Views: trim_min_fraction (self-pairs
     only), resampling rate range, max_frames; augment: spatial skeleton augmentations."""
 
-    inputs: tuple[str, ...] = ("joints_2d",)
-    normalise: Literal["sequence", "frame"] = "sequence"
-    use_confidence: bool = True
-    mlp_hidden: int = 128
-    d_model: int = 128
-    heads: int = 4
-    layers: int = 2
-    ff_mult: int = 2
-    dropout: float = 0.0
-    positional_encoding: bool = False
-    proj_hidden: int = 128
-    proj_dim: int = 64
-    temperature: float = 0.1
-    epsilon: float = 0.05
-    alpha: float = 0.3
-    rho: float = 1.0
-    prior_power: float = 1.0
-    radius: float = 0.04
-    n_outer: int = 5
-    n_inner: int = 20
-    reg_m: float | None = None
-    differentiable_plan: bool = False
-    n_prototypes: int = 8
-    segment_weight: float = 1.0
-    align_weight: float = 1.0
-    segment_rho: float = 0.3
-    segment_reg_m: float | None = None
-    trim_min_fraction: float = 0.6
-    rate_min: float = 0.7
-    rate_max: float = 1.3
-    max_frames: int = 512
-    augment: SkeletonAugmentParams = field(default_factory=SkeletonAugmentParams)
+    inputs: tuple[str, ...]
+    normalise: Literal["sequence", "frame"]
+    use_confidence: bool
+    mlp_hidden: int
+    d_model: int
+    heads: int
+    layers: int
+    ff_mult: int
+    dropout: float
+    positional_encoding: bool
+    proj_hidden: int
+    proj_dim: int
+    temperature: float
+    epsilon: float
+    alpha: float
+    rho: float
+    prior_power: float
+    radius: float
+    n_outer: int
+    n_inner: int
+    reg_m: float | None
+    differentiable_plan: bool
+    n_prototypes: int
+    segment_weight: float
+    align_weight: float
+    segment_rho: float
+    segment_reg_m: float | None
+    trim_min_fraction: float
+    rate_min: float
+    rate_max: float
+    max_frames: int
+    augment: SkeletonAugmentParams
 
 
 class Vasot(AlignmentMethod):
@@ -126,12 +126,6 @@ class Vasot(AlignmentMethod):
         self.prototypes = nn.Parameter(F.normalize(torch.randn(p.n_prototypes, p.proj_dim), dim=1))
 
     # ------------------------------------------------------------------ encoding
-    def _streams(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return self.frame_inputs.streams(batch)
-
-    def _frame_features(self, streams: dict[str, torch.Tensor], gen: torch.Generator | None) -> torch.Tensor:
-        return self.frame_inputs.features(streams, self.params.augment, gen)
-
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> U (B, T, d_model), zero on padding."""
         tokens = self.frame_mlp(x)
@@ -167,11 +161,12 @@ class Vasot(AlignmentMethod):
             maps_b.append(g_b)
         device = batch.mask.device
         (g_a, m_a), (g_b, m_b) = (tuple(t.to(device) for t in pad_indices(m)) for m in (maps_a, maps_b))
-        streams = self._streams(batch)
+        streams = self.frame_inputs.streams(batch)
         rows_b = torch.tensor(partner, device=device)
         view_a = {k: gather_frames(v, g_a) for k, v in streams.items()}
         view_b = {k: gather_frames(v[rows_b], g_b) for k, v in streams.items()}
-        x_a, x_b = self._frame_features(view_a, gen), self._frame_features(view_b, gen)
+        x_a = self.frame_inputs.features(view_a, self.params.augment, gen)
+        x_b = self.frame_inputs.features(view_b, self.params.augment, gen)
         return x_a, m_a, x_b, m_b, sum(other != row for row, other in enumerate(partner))
 
     def _plan(self, z_a: torch.Tensor, m_a: torch.Tensor, z_b: torch.Tensor, m_b: torch.Tensor) -> torch.Tensor:
@@ -224,7 +219,8 @@ class Vasot(AlignmentMethod):
     # ------------------------------------------------------------------ inference
     def embed(self, batch: Batch) -> torch.Tensor:
         """U of each unaugmented sequence: (B, T, d_model), zero on padding."""
-        return self._encode(self._frame_features(self._streams(batch), None), batch.mask)
+        x = self.frame_inputs.features(self.frame_inputs.streams(batch), self.params.augment, None)  # no gen: no augmentation
+        return self._encode(x, batch.mask)
 
     @torch.no_grad()
     def segment(self, batch: Batch) -> torch.Tensor:

@@ -41,17 +41,17 @@ class ProtocolParams:
     every frame.
     """
 
-    tau_stride: int = 2
-    retrieval_stride: int = 2
-    retrieval_ks: tuple[int, ...] = (5, 10, 15)
-    activity_retrieval_ks: tuple[int, ...] = (5, 10)
-    fractions: tuple[float, ...] = (0.1, 0.5, 1.0)
-    classifiers: tuple[M.Classifier, ...] = ("svm", "logreg")
-    classifier_train_stride: int = 1
-    standardize: bool = True
-    action_frames: int = 16
-    action_pooling: M.Pooling = "concat"
-    segment_overlaps: tuple[float, ...] = (0.10, 0.25, 0.50)
+    tau_stride: int
+    retrieval_stride: int
+    retrieval_ks: tuple[int, ...]
+    activity_retrieval_ks: tuple[int, ...]
+    fractions: tuple[float, ...]
+    classifiers: tuple[M.Classifier, ...]
+    classifier_train_stride: int
+    standardize: bool
+    action_frames: int
+    action_pooling: M.Pooling
+    segment_overlaps: tuple[float, ...]
 
 
 @dataclass(frozen=True)

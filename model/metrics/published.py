@@ -84,8 +84,8 @@ ROBUSTNESS: dict[tuple[str, str], dict[str, float]] = {
     ("CASA", "LA2DS Tab. 3-5"): {"p0": 68.78, "p100": 60.93, "noise": 65.15},
 }
 
-# Our method names -> the published method they reimplement.
-METHODS = {"masa": "MASA", "la2ds": "LA2DS", "casa": "CASA", "fusion_early": "MASA", "fusion_late": "LA2DS"}
+# Our registered method names -> the published method each reimplements (a mapping to papers, not a method list).
+PAPER_OF = {"masa": "MASA", "la2ds": "LA2DS", "casa": "CASA", "fusion_early": "MASA", "fusion_late": "LA2DS"}
 
 
 def is_percent(metric: str) -> bool:

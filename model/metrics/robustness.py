@@ -70,9 +70,9 @@ class RobustnessParams:
     noise_stds: Gaussian keypoint noise, as a fraction of the sequence's body size; classifier: the phase
     classifier (fitted on clean training embeddings, all training videos)."""
 
-    drop_probabilities: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
-    noise_stds: tuple[float, ...] = (0.05, 0.1)
-    classifier: M.Classifier = "svm"
+    drop_probabilities: tuple[float, ...]
+    noise_stds: tuple[float, ...]
+    classifier: M.Classifier
 
 
 def _scores(

@@ -7,6 +7,7 @@ import torch
 
 from model.metrics.segmentation import cluster_scores
 from pipeline.datasets import synthetic
+from tests.repo_params import repo_params
 
 ACTIVITY = "jumping_jack"
 
@@ -51,9 +52,9 @@ def test_vasot_segmentation_beats_kmeans_on_raw_keypoints():
     baseline = _hungarian_mof([kmeans.predict(_raw_coordinates(s.joints_2d)) for s in val], truths)
 
     torch.manual_seed(0)
-    params = VasotParams(d_model=64, mlp_hidden=64, proj_hidden=64, proj_dim=32, n_prototypes=n_phases)
+    params = repo_params("vasot", VasotParams, d_model=64, mlp_hidden=64, proj_hidden=64, proj_dim=32, n_prototypes=n_phases)
     model = Vasot.build(params, InputSpec({"joints_2d": (13, 3)}, "penn13"))
-    train_params = TrainParams(epochs=15, batch_size=5, bucket_edges=(1000,), log_every=10)
+    train_params = repo_params("train", TrainParams, epochs=15, batch_size=5, bucket_edges=(1000,), log_every=10)
     items = [{"joints_2d": s.joints_2d} for s in train]
     Trainer(model, train_params, items, [ACTIVITY] * len(items), torch.device("cpu")).run(lambda r: None, lambda: None)
 

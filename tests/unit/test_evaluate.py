@@ -123,7 +123,7 @@ def test_end_to_end_writes_every_metric_for_every_feature(tmp_path, fake_trainer
     assert fake_trainer == [(ctx.models_dir("fake"), "cpu")]
     for name in ("tsne.png", "alignment.png", "tau_per_activity.png", "action_confusion.png", "loss.png"):
         assert (ctx.plots_dir("fake") / name).stat().st_size > 1000, name
-    table = report_stage.run(tmp_path / "metrics")  # the report reads what evaluate wrote
+    table = report_stage.run(tmp_path)  # the report reads what evaluate wrote
     assert "| tiny | **fake** | learned |" in table and "| t/T |" in table
 
 

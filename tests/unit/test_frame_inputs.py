@@ -8,6 +8,7 @@ from model.batch import collate
 from model.inputs.coordinates import SkeletonAugmentParams
 from model.inputs.frame_inputs import FrameInputs
 from model.method import InputSpec
+from tests.repo_params import repo_params
 
 
 def _items(lengths, seed=0):
@@ -27,9 +28,9 @@ def test_width_and_order_follow_the_inputs():
     batch = collate(_items([5, 7]))
     streams = both.streams(batch)
     assert set(streams) == {"joints_2d", "joints_2d.conf", "feature"}
-    x = both.features(streams, SkeletonAugmentParams(), None)
+    x = both.features(streams, repo_params("masa.augment", SkeletonAugmentParams), None)
     assert x.shape == (2, 7, both.dim)
-    torch.testing.assert_close(x[..., : skeleton.dim], skeleton.features(skeleton.streams(batch), SkeletonAugmentParams(), None))
+    torch.testing.assert_close(x[..., : skeleton.dim], skeleton.features(skeleton.streams(batch), repo_params("masa.augment", SkeletonAugmentParams), None))
     features = x[0, :5, skeleton.dim:]  # layer-normalised per frame, no learned parameters
     torch.testing.assert_close(features.mean(-1), torch.zeros(5), atol=1e-5, rtol=0)
     assert not list(both.parameters())
@@ -39,7 +40,7 @@ def test_augmentation_changes_skeletons_only_with_a_generator():
     spec = InputSpec({"joints_2d": (13, 3)}, "penn13")
     inputs = FrameInputs(("joints_2d",), spec, "sequence", True, "Test")
     streams = inputs.streams(collate(_items([8])))
-    always = SkeletonAugmentParams(flip_p=0.0, angle_p=0.0, translate_p=1.0, noise_p=0.0)
+    always = repo_params("masa.augment", SkeletonAugmentParams, flip_p=0.0, angle_p=0.0, translate_p=1.0, noise_p=0.0)
     plain = inputs.features(streams, always, None)
     moved = inputs.features(streams, always, torch.Generator().manual_seed(0))
     assert not torch.allclose(plain, moved)

@@ -10,6 +10,7 @@ from model.inputs.heatmap_input import HeatmapAugmentParams, HeatmapInput, Heatm
 from pipeline.heatmaps.raster import CUTOFF
 from pipeline.heatmaps.raster_torch import crop_box, render_torch
 from pipeline.skeletons.layouts import get_layout
+from tests.repo_params import repo_params
 
 PENN = get_layout("penn13")
 
@@ -51,11 +52,11 @@ def test_crop_box_holds_every_confident_joint_and_is_square():
 
 def test_flipping_the_skeleton_flips_the_maps_and_swaps_channels():
     torch.manual_seed(0)
-    heat = HeatmapInput("penn13", HeatmapParams(size=30, sigma=1.0, box_pad=0.0))
+    heat = HeatmapInput("penn13", repo_params("la2ds.heatmap", HeatmapParams, size=30, sigma=1.0, pad=0.0))
     xy = torch.rand(1, 2, PENN.n_joints, 2) * 80 + 10
     joints = torch.cat((xy, torch.ones(1, 2, PENN.n_joints, 1)), -1)
     box = heat.boxes(joints, torch.ones(1, 2, dtype=torch.bool))
-    only_flip = HeatmapAugmentParams(flip_p=1.0, rotate_p=0.0, position_p=0.0)
+    only_flip = repo_params("la2ds.augment", HeatmapAugmentParams, flip_p=1.0, rotate_p=0.0, position_p=0.0)
     flipped = heat.augment(joints, box, only_flip, torch.Generator().manual_seed(0))
     maps, maps_f = heat.render(joints, box), heat.render(flipped, box)
     expected = maps[:, :, list(PENN.channel_flip_permutation)].flip(-1)
@@ -82,7 +83,7 @@ def test_limb_maps_match_a_brute_force_distance_to_the_segment():
 
 
 def test_rendering_only_real_frames_leaves_padding_zero_and_real_frames_unchanged():
-    heat = HeatmapInput("penn13", HeatmapParams())
+    heat = HeatmapInput("penn13", repo_params("la2ds.heatmap", HeatmapParams))
     torch.manual_seed(1)
     joints = torch.cat((torch.rand(2, 5, PENN.n_joints, 2) * 50, torch.ones(2, 5, PENN.n_joints, 1)), -1)
     mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
@@ -101,6 +102,6 @@ def test_a_sequence_without_confident_joints_gets_the_fallback_box_and_zero_maps
     box = crop_box(joints, mask, fallback=(0.0, 0.0, 1.0, 1.0))
     torch.testing.assert_close(box[0], crop_box(joints[:1], mask[:1])[0])
     assert box[1].tolist() == [0.0, 0.0, 1.0, 1.0]
-    heat = HeatmapInput("penn13", HeatmapParams())
+    heat = HeatmapInput("penn13", repo_params("la2ds.heatmap", HeatmapParams))
     maps = heat.render(joints, heat.boxes(joints, mask), mask)
     assert maps[0].sum() > 0 and torch.all(maps[1] == 0)

@@ -12,9 +12,18 @@ from model.losses.clip import TrajectoryDecoder
 from model.method import InputSpec, Progress
 from model.methods.masa import Masa
 from pipeline.skeletons.layouts import get_layout
+from tests.repo_params import repo_params
 from tests.tiny_models import tiny_params
 
 SPEC = InputSpec({"joints_2d": (13, 3)}, "penn13")
+# The paper's formulation (params.yaml's masa header): every clip-level addition off, so each test turns on
+# only the option it is about.
+PAPER = dict(clip_token=False, decode_weight=0.0, decode_mirror=False, cross_weight=0.0, relate_weight=0.0,
+             clip_scale=1.0)
+
+
+def masa_params(**options):
+    return tiny_params("masa", **{**PAPER, **options})
 
 
 def _batch(lengths=(12, 20, 7)):
@@ -33,11 +42,11 @@ def _batch(lengths=(12, 20, 7)):
     {"clip_token": True, "decode_weight": 1.0},
     {"clip_token": True, "cross_weight": 1.0},
     {"cross_weight": 1.0},
-    {"shared_trim": False, "augment": SkeletonAugmentParams(rotate_p=1.0, scale_p=1.0)},
+    {"shared_trim": False, "augment": repo_params("masa.augment", SkeletonAugmentParams, rotate_p=1.0, scale_p=1.0)},
 ])
 def test_loss_variants_train(options):
     torch.manual_seed(0)
-    model = Masa.build(tiny_params("masa", **options), SPEC)
+    model = Masa.build(masa_params(**options), SPEC)
     loss, scalars = model.loss(_batch(), torch.Generator().manual_seed(0), Progress(0, 0))
     loss.backward()
     assert torch.isfinite(loss)
@@ -47,11 +56,11 @@ def test_loss_variants_train(options):
 
 def test_clip_token_output_is_appended_to_every_frame():
     torch.manual_seed(0)
-    model = Masa.build(tiny_params("masa", clip_token=True, cluster_level="token"), SPEC).eval()
+    model = Masa.build(masa_params(clip_token=True, cluster_level="token"), SPEC).eval()
     batch = _batch()
     with torch.no_grad():
         u = model.embed(batch)
-    d = tiny_params("masa").d_model
+    d = masa_params().d_model
     assert u.shape == (3, 20, 2 * d)
     clip = u[0, :12, d:]
     assert torch.allclose(clip, clip[:1].expand_as(clip))  # one clip vector per sequence
@@ -60,10 +69,10 @@ def test_clip_token_output_is_appended_to_every_frame():
 
 def test_clip_scale_weights_only_the_clip_part_of_the_embedding():
     torch.manual_seed(0)
-    model = Masa.build(tiny_params("masa", clip_token=True), SPEC).eval()
-    scaled = Masa.build(tiny_params("masa", clip_token=True, clip_scale=3.0), SPEC).eval()
+    model = Masa.build(masa_params(clip_token=True), SPEC).eval()
+    scaled = Masa.build(masa_params(clip_token=True, clip_scale=3.0), SPEC).eval()
     scaled.load_state_dict(model.state_dict())
-    d = tiny_params("masa").d_model
+    d = masa_params().d_model
     with torch.no_grad():
         u, v = model.embed(_batch()), scaled.embed(_batch())
     assert torch.allclose(v[..., :d], u[..., :d])
@@ -72,8 +81,8 @@ def test_clip_scale_weights_only_the_clip_part_of_the_embedding():
 
 def test_cross_video_loss_pairs_each_sequence_with_its_nearest_other():
     torch.manual_seed(0)
-    model = Masa.build(tiny_params("masa", clip_token=True, cross_weight=1.0), SPEC)
-    off = Masa.build(tiny_params("masa", clip_token=True), SPEC)
+    model = Masa.build(masa_params(clip_token=True, cross_weight=1.0), SPEC)
+    off = Masa.build(masa_params(clip_token=True), SPEC)
     off.load_state_dict(model.state_dict())
     loss, scalars = model.loss(_batch(), torch.Generator().manual_seed(0), Progress(0, 0))
     base, _ = off.loss(_batch(), torch.Generator().manual_seed(0), Progress(0, 0))
@@ -92,7 +101,7 @@ def test_relate_distils_dtw_between_training_sequences_into_the_clip_vectors():
     mirrored[:, :, :2] = mirrored[:, list(get_layout("penn13").joint_flip_permutation), :2]
     seqs.append({"joints_2d": mirrored})  # sequence 0 seen in a mirror: the same motion for the teacher
     torch.manual_seed(0)
-    model = Masa.build(tiny_params("masa", clip_token=True, relate_weight=2.0), SPEC)
+    model = Masa.build(masa_params(clip_token=True, relate_weight=2.0), SPEC)
     model.prepare(seqs)
     d = model.relate_distance
     assert d.shape == (5, 5) and torch.allclose(d, d.T)
@@ -100,7 +109,7 @@ def test_relate_distils_dtw_between_training_sequences_into_the_clip_vectors():
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     batch = collate(seqs[:4], index=[0, 1, 2, 3])
     loss, scalars = model.loss(batch, gen(), Progress(0, 0))
-    off = Masa.build(tiny_params("masa", clip_token=True), SPEC)
+    off = Masa.build(masa_params(clip_token=True), SPEC)
     off.load_state_dict(model.state_dict())
     base, _ = off.loss(batch, gen(), Progress(0, 0))
     assert scalars["relate"] > 0
@@ -110,9 +119,9 @@ def test_relate_distils_dtw_between_training_sequences_into_the_clip_vectors():
     _, pair = model.loss(collate(seqs[:2], index=[0, 1]), gen(), Progress(0, 0))
     assert "relate" not in pair  # two sequences: a softmax over one other says nothing
     with pytest.raises(ValueError, match="clip_token"):
-        Masa.build(tiny_params("masa", relate_weight=1.0), SPEC)
+        Masa.build(masa_params(relate_weight=1.0), SPEC)
     with pytest.raises(ValueError, match="relate_max_sequences"):
-        Masa.build(tiny_params("masa", clip_token=True, relate_weight=1.0, relate_max_sequences=4), SPEC).prepare(seqs)
+        Masa.build(masa_params(clip_token=True, relate_weight=1.0, relate_max_sequences=4), SPEC).prepare(seqs)
 
 
 def test_mirrored_decoding_scores_a_motion_and_its_mirror_image_alike():
@@ -132,14 +141,14 @@ def test_mirrored_decoding_scores_a_motion_and_its_mirror_image_alike():
 
 def test_token_options_need_the_clip_token():
     with pytest.raises(ValueError, match="clip_token"):
-        Masa.build(tiny_params("masa", cluster_level="token"), SPEC)
+        Masa.build(masa_params(cluster_level="token"), SPEC)
 
 
 def test_clustering_reaches_the_encoder_only_through_the_predictor_side():
     """With the matching term switched off, the projection's output Z only gets gradient as the predictor's
     input (H(Z)), never as the stop-gradient target: zeroing H's dependence on Z leaves Z without gradient."""
     torch.manual_seed(0)
-    model = Masa.build(tiny_params("masa", matching_weight=0.0), SPEC)
+    model = Masa.build(masa_params(matching_weight=0.0), SPEC)
     grabbed = {}
 
     def keep(_module, _inputs, output):

@@ -1,4 +1,4 @@
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import pytest
@@ -8,18 +8,21 @@ from pipeline.params import ParamsError, from_dict, load_section
 
 @dataclass(frozen=True)
 class Inner:
-    size: int = 30
-    sigma: float = 1.5
+    size: int
+    sigma: float
 
 
 @dataclass(frozen=True)
 class Section:
     model: str
-    pooling: Literal["cls", "mean", "cls+mean"] = "cls+mean"
-    batch: int = 8
-    inner: Inner = field(default_factory=Inner)
-    ks: tuple[int, ...] = (5, 10)
-    device: str | None = None
+    pooling: Literal["cls", "mean", "cls+mean"]
+    batch: int
+    inner: Inner
+    ks: tuple[int, ...]
+    device: str | None
+
+
+FULL = "s:\n  model: m\n  pooling: cls\n  batch: 4\n  inner: {size: 30, sigma: 2}\n  ks: [1, 2]\n  device: null\n"
 
 
 def write(tmp_path, text):
@@ -28,21 +31,22 @@ def write(tmp_path, text):
     return path
 
 
-def test_loads_typed_values_and_defaults(tmp_path):
-    path = write(tmp_path, "s:\n  model: m\n  batch: 4\n  inner: {sigma: 2}\n  ks: [1, 2]\n")
-    got = load_section("s", Section, path)
-    assert got == Section(model="m", batch=4, inner=Inner(sigma=2.0), ks=(1, 2))
+def test_loads_typed_values(tmp_path):
+    got = load_section("s", Section, write(tmp_path, FULL))
+    assert got == Section(model="m", pooling="cls", batch=4, inner=Inner(size=30, sigma=2.0), ks=(1, 2), device=None)
     assert isinstance(got.inner.sigma, float)
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("s:\n  model: m\n  batchh: 4\n", "unknown key(s) ['batchh']"),
-        ("s:\n  batch: 4\n", "missing key 'model'"),
-        ("s:\n  model: m\n  batch: 4.5\n", "s.batch: expected an integer"),
-        ("s:\n  model: m\n  pooling: max\n", "not one of"),
-        ("s:\n  model: m\n  inner: {size: 3, colour: red}\n", "s.inner: unknown key(s) ['colour']"),
+        (FULL + "  batchh: 4\n", "unknown key(s) ['batchh']"),
+        (FULL.replace("  model: m\n", ""), "missing key(s) ['model']"),
+        (FULL.replace("  device: null\n", ""), "missing key(s) ['device']"),  # even an Optional one
+        (FULL.replace("{size: 30, sigma: 2}", "{size: 30}"), "s.inner: missing key(s) ['sigma']"),
+        (FULL.replace("batch: 4", "batch: 4.5"), "s.batch: expected an integer"),
+        (FULL.replace("pooling: cls", "pooling: max"), "not one of"),
+        (FULL.replace("sigma: 2}", "sigma: 2, colour: red}"), "s.inner: unknown key(s) ['colour']"),
         ("other: {}\n", "no section 's'"),
     ],
 )
@@ -55,14 +59,14 @@ def test_rejects_bad_sections_naming_file_and_key(tmp_path, text, message):
 
 
 def test_dataset_overrides_apply_only_to_that_dataset(tmp_path):
-    path = write(tmp_path, "s:\n  model: big\n  overrides:\n    sample: {model: tiny, inner: {size: 10}}\n")
-    assert load_section("s", Section, path).model == "big"
+    path = write(tmp_path, FULL + "  overrides:\n    sample: {model: tiny, inner: {size: 10}}\n")
+    assert load_section("s", Section, path).model == "m"
     got = load_section("s", Section, path, dataset="sample")
-    assert (got.model, got.inner.size, got.inner.sigma) == ("tiny", 10, 1.5)
+    assert (got.model, got.inner.size, got.inner.sigma) == ("tiny", 10, 2.0)
 
 
 def test_override_keys_are_validated_too(tmp_path):
-    path = write(tmp_path, "s:\n  model: m\n  overrides:\n    sample: {modle: tiny}\n")
+    path = write(tmp_path, FULL + "  overrides:\n    sample: {modle: tiny}\n")
     with pytest.raises(ParamsError, match="modle"):
         load_section("s", Section, path, dataset="sample")
 
@@ -73,6 +77,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 
 def test_optional_and_bool_strictness():
-    assert from_dict(Section, {"model": "m", "device": None}, where="x").device is None
+    raw = {"model": "m", "pooling": "cls", "batch": 4, "inner": {"size": 3, "sigma": 1.0}, "ks": [5], "device": None}
+    assert from_dict(Section, raw, where="x").device is None
     with pytest.raises(ParamsError):
-        from_dict(Section, {"model": "m", "batch": True}, where="x")
+        from_dict(Section, {**raw, "batch": True}, where="x")

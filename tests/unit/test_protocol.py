@@ -11,6 +11,7 @@ from model.metrics.protocol import (
     labelled_runs,
     phase_order,
 )
+from tests.repo_params import repo_params
 
 
 def test_phase_order_follows_mean_onset_not_label_ids():
@@ -36,7 +37,7 @@ def test_single_activity_without_labels_reports_what_it_can():
     rng = np.random.default_rng(0)
     embs = [np.linspace(0, 1, 20)[:, None] + rng.normal(0, 0.01, (20, 1)) for _ in range(4)]
     vs = VideoSet(("a", "b", "c", "d"), ("act",) * 4, embs, None)
-    res = evaluate_features(vs, vs, ProtocolParams())
+    res = evaluate_features(vs, vs, repo_params("evaluate.protocol", ProtocolParams))
     assert res.metrics["kendalls_tau"]["overall"] > 0.9
     assert res.metrics["action_recognition"] is None and "two or more activities" in res.skipped["action_recognition"]
     assert res.metrics["phase_progression"] is None and res.skipped["phase_progression"]

@@ -33,7 +33,9 @@ def test_each_method_declares_inputs_builds_trains_and_embeds(name):
     spec = InputSpec({"joints_2d": (13, 3), "joints_3d": (13, 3), "feature": (20,)}, "penn13")
     torch.manual_seed(0)
     model = cls.build(params, spec)
-    batch = collate([{n: arrays[n](T) for _, n in inputs} for T in (9, 14, 6)])
+    items = [{n: arrays[n](T) for _, n in inputs} for T in (9, 14, 6)]
+    model.prepare(items)  # the contract: the trainer prepares a method with every training sequence first
+    batch = collate(items, (), np.arange(len(items)))
     loss, scalars = model.loss(batch, torch.Generator().manual_seed(0), Progress(epoch=2, step=0, epochs=3))
     loss.backward()
     assert torch.isfinite(loss) and all(np.isfinite(v) for v in scalars.values())

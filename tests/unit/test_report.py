@@ -35,8 +35,9 @@ def _write(root: Path, dataset: str, name: str, **extra) -> None:
                        "keypoint_noise": {"std5pct": {"phase_classification_svm_100pct": 0.68, "kendalls_tau": 0.93}}},
         **extra,
     }
-    (root / dataset).mkdir(parents=True, exist_ok=True)
-    (root / dataset / f"{name}.json").write_text(json.dumps(data))
+    folder = root / "metrics" / dataset  # the project layout report reads: <workdir>/metrics/<dataset>/<run>.json
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(data))
 
 
 def test_table_puts_our_rows_beside_the_papers_rows(tmp_path, capsys):

@@ -15,6 +15,7 @@ from model.inputs.skeleton import (
     split_joints,
 )
 from pipeline.skeletons.layouts import get_layout
+from tests.repo_params import repo_params
 
 PENN = get_layout("penn13")
 
@@ -94,10 +95,10 @@ def test_casa_angle_noise_is_actually_applied():
     joints = _skeleton()
     coords = CoordinateInput("joints_2d", (PENN.n_joints, 3), "penn13", "sequence", True)
     xy, conf = coords.prepare(joints, torch.ones(1, 4, dtype=torch.bool))
-    only_angles = SkeletonAugmentParams(flip_p=0, angle_p=1.0, angle_std_deg=10, translate_p=0, noise_p=0)
+    only_angles = repo_params("masa.augment", SkeletonAugmentParams, flip_p=0, angle_p=1.0, angle_std_deg=10, translate_p=0, noise_p=0)
     out, _ = coords.augment(xy, conf, only_angles, torch.Generator().manual_seed(0))
     assert (out - xy).abs().max() > 1e-3
-    none = SkeletonAugmentParams(flip_p=0, angle_p=0, translate_p=0, noise_p=0)
+    none = repo_params("masa.augment", SkeletonAugmentParams, flip_p=0, angle_p=0, translate_p=0, noise_p=0)
     same, _ = coords.augment(xy, conf, none, torch.Generator().manual_seed(0))
     torch.testing.assert_close(same, xy)
 

@@ -11,6 +11,7 @@ import torch
 from model.method import InputSpec
 from model.registry import get_method
 from model.trainer import Trainer, TrainParams, step_seed
+from tests.repo_params import repo_params
 from tests.tiny_models import tiny_params
 
 
@@ -36,7 +37,7 @@ def _trainer(params: TrainParams) -> Trainer:
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run():
-    params = TrainParams(epochs=3, batch_size=4, bucket_edges=(16,), log_every=2, lr_milestones=(2,))
+    params = repo_params("train", TrainParams, epochs=3, batch_size=4, bucket_edges=(16,), log_every=2, lr_milestones=(2,))
     full = _trainer(params)
     full.run(lambda r: None, lambda: None)
 
@@ -61,7 +62,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run():
 
 def test_logs_carry_step_epoch_loss_and_throughput():
     records = []
-    trainer = _trainer(TrainParams(epochs=2, batch_size=5, bucket_edges=(100,), log_every=1))
+    trainer = _trainer(repo_params("train", TrainParams, epochs=2, batch_size=5, bucket_edges=(100,), log_every=1))
     trainer.run(records.append, lambda: None)
     assert [r["step"] for r in records] == list(range(1, trainer.total_steps + 1))
     assert {"step", "epoch", "loss", "matching", "clustering", "lr", "seq_per_s", "elapsed_s"} <= set(records[0])
@@ -69,7 +70,7 @@ def test_logs_carry_step_epoch_loss_and_throughput():
 
 
 def test_max_steps_caps_training_and_step_seeds_differ():
-    trainer = _trainer(TrainParams(epochs=5, batch_size=4, max_steps=3))
+    trainer = _trainer(repo_params("train", TrainParams, epochs=5, batch_size=4, max_steps=3))
     trainer.run(lambda r: None, lambda: None)
     assert trainer.step == 3 and trainer.done
     assert step_seed(0, 1) != step_seed(0, 2) != step_seed(1, 1)
@@ -78,7 +79,7 @@ def test_max_steps_caps_training_and_step_seeds_differ():
 def test_a_failing_step_names_its_sequences(monkeypatch):
     seqs, acts = _data(4)
     model = get_method("masa").build(tiny_params("masa"), InputSpec({"joints_2d": (13, 3)}, "penn13"))
-    trainer = Trainer(model, TrainParams(epochs=1, batch_size=4), seqs, acts, torch.device("cpu"),
+    trainer = Trainer(model, repo_params("train", TrainParams, epochs=1, batch_size=4), seqs, acts, torch.device("cpu"),
                       ids=["v0", "v1", "v2", "v3"])
 
     def broken(batch, gen, progress):
@@ -91,7 +92,8 @@ def test_a_failing_step_names_its_sequences(monkeypatch):
 
 def test_the_method_is_prepared_with_every_training_sequence_and_batches_carry_their_positions(monkeypatch):
     seqs, acts = _data()
-    model = get_method("masa").build(tiny_params("masa"), InputSpec({"joints_2d": (13, 3)}, "penn13"))
+    # relate_weight 0: the spy below replaces prepare(), so MASA's DTW teacher would be missing
+    model = get_method("masa").build(tiny_params("masa", relate_weight=0.0), InputSpec({"joints_2d": (13, 3)}, "penn13"))
     prepared, seen = [], []
     monkeypatch.setattr(model, "prepare", lambda sequences: prepared.append(list(sequences)))
     original = model.loss
@@ -101,7 +103,7 @@ def test_the_method_is_prepared_with_every_training_sequence_and_batches_carry_t
         return original(batch, gen, progress)
 
     monkeypatch.setattr(model, "loss", spy)
-    trainer = Trainer(model, TrainParams(epochs=1, batch_size=4, bucket_edges=(16,)), seqs, acts, torch.device("cpu"))
+    trainer = Trainer(model, repo_params("train", TrainParams, epochs=1, batch_size=4, bucket_edges=(16,)), seqs, acts, torch.device("cpu"))
     trainer.run(lambda r: None, lambda: None)
     assert len(prepared) == 1 and len(prepared[0]) == len(seqs)
     rows = sorted(int(i) for b in seen for i in b.index)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from model.losses import vasot as vl
+from tests.repo_params import repo_params
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,7 +86,7 @@ def _model(method, **overrides):
     from model.methods.vasot import Vasot, VasotParams
 
     torch.manual_seed(0)
-    params = VasotParams(d_model=32, mlp_hidden=32, proj_hidden=32, proj_dim=16, layers=1, n_prototypes=4,
+    params = repo_params("vasot", VasotParams, d_model=32, mlp_hidden=32, proj_hidden=32, proj_dim=16, layers=1, n_prototypes=4,
                          n_outer=3, n_inner=10, **overrides)
     return Vasot.build(params, method.InputSpec({"joints_2d": (13, 3)}, "penn13"))
 
@@ -168,7 +169,7 @@ def test_params_section_loads_and_round_trips_through_a_checkpoint_config(method
 
     params = load_section("vasot", VasotParams, REPO / "params.yaml")
     assert params.inputs and params.n_prototypes >= 2
-    relaxed = VasotParams(reg_m=0.5, segment_reg_m=0.1)
+    relaxed = repo_params("vasot", VasotParams, reg_m=0.5, segment_reg_m=0.1)
     for p in (params, relaxed):
         assert from_dict(VasotParams, json.loads(json.dumps(to_dict(p))), where="config") == p
 

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.video import reader as video
 from pipeline.video.reader import (
     Geometry,
     VideoError,
@@ -14,7 +15,6 @@ from pipeline.video.reader import (
     read_clip,
     write_video,
 )
-from pipeline.video import reader as video
 from pipeline.video.timeline import resample_indices, uniform_times
 
 
