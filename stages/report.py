@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.context import metrics_root
 from model.metrics.published import PAPER_OF, ROBUSTNESS, for_dataset, is_percent
+from pipeline.context import metrics_root
 
 log = logging.getLogger(__name__)
 
