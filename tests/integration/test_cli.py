@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 
-COMMANDS = ["make-sample", "index", "decode", "extract-dino", "keypoints", "heatmaps", "train", "evaluate",
+COMMANDS = ["make-sample", "index", "decode", "extract-dino", "estimate-pose", "keypoints", "heatmaps", "train", "evaluate",
             "report", "export"]
 
 
