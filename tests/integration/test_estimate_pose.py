@@ -63,9 +63,11 @@ def test_a_real_golf_swing_gives_a_person_in_most_frames_on_the_decode_timeline(
     found = (conf > 0.5).sum(axis=1) >= 17  # a person: at least half the landmarks clearly visible
     assert found.mean() >= 0.9, found.mean()
     seen = joints[conf > 0.5]
-    assert (seen[:, 0] > -36).all() and (seen[:, 0] < 396).all() and (seen[:, 1] > -64).all() and (seen[:, 1] < 704).all()
+    assert (seen[:, 0] > -36).all() and (seen[:, 0] < 396).all()  # pixels of the 360 x 640 frame, give or take
+    assert (seen[:, 1] > -64).all() and (seen[:, 1] < 704).all()
     decode.run(golf)  # the same source frames as the decoded ones
-    np.testing.assert_array_equal(store.read("swing6", "timestamp"), ArtifactStore(golf.artifact("frames")).read("swing6", "timestamp"))
+    frames = ArtifactStore(golf.artifact("frames"))
+    np.testing.assert_array_equal(store.read("swing6", "timestamp"), frames.read("swing6", "timestamp"))
 
     keypoints.run(golf)  # estimated blazepose33 -> the dataset's penn13, then heatmaps as for any source
     kp = ArtifactStore(golf.artifact("keypoints"))

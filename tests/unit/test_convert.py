@@ -84,8 +84,8 @@ def test_identity_and_3d_points():
     np.testing.assert_array_equal(convert_joints(joints, "penn13", "penn13"), joints)
     points = np.random.default_rng(0).normal(size=(3, 24, 3)).astype(np.float32)
     out = convert_points(points, "smpl24", "penn13")
-    np.testing.assert_array_equal(out[:, get_layout("penn13").index("head")], points[:, get_layout("smpl24").index("head")])
-    np.testing.assert_array_equal(out[:, get_layout("penn13").index("r_knee")], points[:, get_layout("smpl24").index("l_knee")])
+    np.testing.assert_array_equal(_at(out, "penn13", "head"), _at(points, "smpl24", "head"))
+    np.testing.assert_array_equal(_at(out, "penn13", "r_knee"), _at(points, "smpl24", "l_knee"))
     body = np.random.default_rng(1).normal(size=(2, 25, 3)).astype(np.float32)
     body[1, get_layout("body25").index("r_ear")] = np.nan
     head = convert_points(body, "body25", "penn13")[:, 0]

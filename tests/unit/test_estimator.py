@@ -38,7 +38,8 @@ def _frames(times):
         yield t, np.full((4, 6, 3), k, np.uint8)
 
 
-@pytest.mark.parametrize("source_fps, fps, jitter", [(30, 10, 0), (30, 30, 0), (24, 30, 0), (29.97, 12, 0), (30, 7, 0.004)])
+@pytest.mark.parametrize("source_fps, fps, jitter",
+                         [(30, 10, 0), (30, 30, 0), (24, 30, 0), (29.97, 12, 0), (30, 7, 0.004)])
 def test_estimates_each_frame_the_timeline_shows_once_and_in_order(source_fps, fps, jitter):
     rng = np.random.default_rng(0)
     times = np.arange(100) / source_fps + rng.uniform(0, jitter, 100)
