@@ -108,3 +108,26 @@ def test_the_command_names_a_missing_model_folder(trained, tmp_path, monkeypatch
     result = CliRunner().invoke(main, ["embed", "--dataset", "synth", "--model", "models/nowhere/masa"])
     assert result.exit_code == 1 and "models/nowhere/masa/checkpoint.pt" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_the_train_stage_writes_a_model_card(trained):
+    import json
+    import os
+
+    from stages.shared.model_card import write_model_card
+
+    card = (trained.models_dir("masa") / "MODEL_CARD.md").read_text()
+    assert card.startswith("# masa trained on synth")
+    assert "| squat | 2 |" in card and "split(s) train: 8 sequences" in card
+    assert "`blazepose33`" in card and "`body25`" in card and "skeleton layout: `penn13`" in card
+    assert "pipeline embed --dataset <D> --model models/synth/masa" in card
+    assert "relate_weight: 0.3" in card and "embed_batch_size:" in card and "package version: 0.1.0" in card
+    assert "Not evaluated since this checkpoint was written" in card
+    metrics = trained.metrics_path("masa")
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps({"features": {"learned": {"kendalls_tau": {"overall": 0.5, "per_activity": {}},
+                                                            "action_recognition": None}}}))
+    checkpoint = trained.models_dir("masa") / "checkpoint.pt"
+    os.utime(metrics, (checkpoint.stat().st_mtime + 1, checkpoint.stat().st_mtime + 1))
+    write_model_card(trained.models_dir("masa"), index_path=trained.index_path, metrics_path=metrics)
+    assert "| kendalls_tau | 0.500 |" in (trained.models_dir("masa") / "MODEL_CARD.md").read_text()
