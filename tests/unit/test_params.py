@@ -81,3 +81,25 @@ def test_optional_and_bool_strictness():
     assert from_dict(Section, raw, where="x").device is None
     with pytest.raises(ParamsError):
         from_dict(Section, {**raw, "batch": True}, where="x")
+
+
+def test_the_shipped_params_file_loads_every_section_strictly():
+    """Every stage's and method's section of the repository's params.yaml, for every dataset it overrides."""
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    from model.registry import get_method, method_names
+    from model.trainer import TrainParams
+
+    path = Path(__file__).resolve().parents[2] / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    classes = {name: get_method(name).params_cls for name in method_names()}
+    classes["train"] = TrainParams
+    for section in set(data) - set(classes) - {"dag"}:
+        module = importlib.import_module(f"stages.{section}")
+        classes[section] = getattr(module, "".join(w.title() for w in section.split("_")) + "Params")
+    for section, cls in classes.items():
+        for dataset in [None, *(data[section].get("overrides") or {})]:
+            load_section(section, cls, path, dataset=dataset)
