@@ -199,5 +199,15 @@ def folder_fingerprint(folder: str | Path, pattern: str = "*") -> str:
     return h.hexdigest()[:32]
 
 
+def visual_source(row: dict[str, Any]) -> str:
+    """The index's fingerprint of a sequence's video or frame folder: what frames (and features) derive from."""
+    return row.get("video_fingerprint") or row["fingerprint"]
+
+
+def pose_source(row: dict[str, Any]) -> str:
+    """The index's fingerprint of a sequence's pose source: what keypoints (and heatmaps) derive from."""
+    return row.get("pose_fingerprint") or row["fingerprint"]
+
+
 def combine(*fingerprints: str) -> str:
     return hashlib.sha256("|".join(fingerprints).encode()).hexdigest()[:32]
