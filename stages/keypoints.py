@@ -66,7 +66,7 @@ def run(ctx: StageContext) -> StageSummary:
             fingerprint=fingerprint(pose_source(row), timeline, resolved, ctx.dataset.layout, models),
             n_frames=int(row["n_frames"]),
             source=pose_source(row),
-            payload={"row": {"id": row["id"], "pose": row["pose"], **timeline}, "layout": ctx.dataset.layout,
+            payload={"row": {"id": row["id"], "dataset": ctx.name, "pose": row["pose"], **timeline}, "layout": ctx.dataset.layout,
                      "params": resolved, "model_dir": str(model_dir)},
         ))
     summary = run_incremental(
