@@ -8,7 +8,9 @@ Contract (DESIGN.md Sec. 3):
   from an older version of its video or pose file), `complete` and stage attrs (fps, n_frames, ...);
 - a sequence is written completely or not at all: its group is created with `complete = False`, the
   arrays are written, and only then is `complete` set. Readers ignore incomplete groups, so a crash mid
-  write leaves nothing that is mistaken for a result;
+  write leaves nothing that is mistaken for a result. In a local store the group is written under a
+  hidden scratch name (`.writing@<seq>@<host>@<pid>@...`) and renamed into place, so that two runs of a
+  stage at once leave one whole version of each sequence; a killed run's scratch is removed by the next;
 - a sequence whose inputs or settings changed is marked stale (`complete = False`, `stale` = why) before
   it is recomputed, so that a failed recompute never leaves the old content looking current. Its arrays
   are kept: when its fingerprint matches again (the old video is back), it is revived, not recomputed;
@@ -29,7 +31,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
+import socket
+import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -41,7 +48,9 @@ log = logging.getLogger(__name__)
 SEQ_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 RESERVED_IDS = ("zarr.json",)  # the store's own metadata file sits beside the sequence groups
 MAX_CHUNK_BYTES = 64 * 2**20
+OPEN_ATTEMPTS = 5
 SOURCE = "source_fingerprint"  # sequence attr: the index's fingerprint of the raw data it derives from
+SCRATCH_SEP = "@"
 Status = Literal["absent", "complete", "incomplete", "stale", "unreadable"]
 
 ArraySpec = tuple[np.ndarray, tuple[str, ...]]
@@ -90,13 +99,18 @@ class ArtifactStore:
         self.url = str(url)
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
-        try:
-            self.root = zarr.open_group(self.url, mode=mode, storage_options=storage_options)
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-            raise StoreError(f"no artifact store at {self.url} (has its stage run?)") from err
-        except ValueError as err:  # json.JSONDecodeError and zarr's metadata errors
-            raise StoreError(f"{self.url}: the store's own metadata (zarr.json) is unreadable: {err}; "
-                             f"delete the store to rebuild it") from err
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                self.root = zarr.open_group(self.url, mode=mode, storage_options=storage_options)
+                break
+            except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
+                raise StoreError(f"no artifact store at {self.url} (has its stage run?)") from err
+            except ValueError as err:  # json.JSONDecodeError and zarr's metadata errors
+                if attempt + 1 < OPEN_ATTEMPTS:  # another run may be writing it this very moment
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise StoreError(f"{self.url}: the store's own metadata (zarr.json) is unreadable: {err}; "
+                                 f"delete the store to rebuild it") from err
 
     # ----------------------------------------------------------------- provenance (root attrs)
     def set_provenance(self, *, stage: str, params: Mapping[str, Any], **extra: Any) -> None:
@@ -238,20 +252,41 @@ class ArtifactStore:
 
         `arrays` maps a name to (data, dimension names); `source` is the index's fingerprint of the raw
         data the sequence derives from; `compression` is "zstd" or None. Every chunk gets a CRC32C.
+        In a local store the group is written under a hidden scratch name and renamed into place once
+        complete, so that readers never see half of it and two runs writing the same sequence at once
+        (the same stage started twice) leave one whole version, never a mix.
         """
-        from zarr.codecs import Crc32cCodec, ZstdCodec
-
         check_sequence_id(seq_id)
         for name, (data, dims) in arrays.items():
             if data.ndim != len(dims):
                 raise StoreError(f"{seq_id}/{name}: {data.ndim}-d array but dims {dims}")
-        self.delete(seq_id)
-        group = self.root.create_group(seq_id, attributes={"complete": False})
+        self.delete(seq_id)  # the old version goes first: nothing of it can pass for the new one
+        local = self._local_dir()
+        # a local store gets the group under a hidden scratch name, moved into place once complete
+        name = seq_id if local is None else _scratch_name("writing", seq_id)
+        try:
+            self._write_group(name, arrays, compression, level)
+            meta = {**_jsonable(dict(attrs or {})), "fingerprint": fingerprint}
+            if source is not None:
+                meta[SOURCE] = source
+            self.root[name].attrs.put({"complete": True, **meta})  # one metadata write
+        except BaseException:
+            if local is not None:  # a failed write leaves no scratch behind (the sequence stays absent)
+                shutil.rmtree(local / name, ignore_errors=True)
+            raise
+        if local is not None:
+            self._move_into_place(local, name, seq_id)
+
+    def _write_group(self, name: str, arrays: Mapping[str, ArraySpec], compression: str | None, level: int) -> None:
+        """Create group `name` (marked incomplete) holding `arrays`, one chunk per sequence, checksummed."""
+        from zarr.codecs import Crc32cCodec, ZstdCodec
+
+        group = self.root.create_group(name, attributes={"complete": False})
         # the checksum is the last bytes-to-bytes codec, so it covers exactly the bytes on disk
         compressors = ([ZstdCodec(level=level)] if compression == "zstd" else []) + [Crc32cCodec()]
-        for name, (data, dims) in arrays.items():
+        for array_name, (data, dims) in arrays.items():
             arr = group.create_array(
-                name,
+                array_name,
                 shape=data.shape,
                 chunks=_chunks(data),
                 dtype=data.dtype,
@@ -263,11 +298,24 @@ class ArtifactStore:
             )
             if data.size:
                 arr[...] = data
-        meta = {**_jsonable(dict(attrs or {})), "fingerprint": fingerprint}
-        if source is not None:
-            meta[SOURCE] = source
-        group.update_attributes(meta)  # one metadata write (attrs.update writes once per key)
-        group.update_attributes({"complete": True})
+
+    def _local_dir(self) -> Path | None:
+        """The store's folder when it is a local directory (where renames are atomic), else None."""
+        from zarr.storage import LocalStore
+
+        store = self.root.store
+        return Path(store.root) / self.root.path if isinstance(store, LocalStore) else None
+
+    def _move_into_place(self, local: Path, scratch: str, seq_id: str) -> None:
+        """Rename the finished scratch group to `seq_id` (atomic: readers see all of it or none). When
+        another run put its own version there first (the same stage started twice), keep that one."""
+        try:
+            os.rename(local / scratch, local / seq_id)
+        except OSError as err:
+            if not (local / seq_id).exists():
+                raise
+            log.info("%s: sequence %s was written meanwhile by another run; keeping that one (%s)", self.url, seq_id, err)
+            shutil.rmtree(local / scratch, ignore_errors=True)
 
     def invalidate(self, seq_id: str, reason: str) -> None:
         """Mark a sequence stale: readers stop seeing it, its arrays stay (see `revive`). An unreadable
@@ -278,7 +326,10 @@ class ArtifactStore:
                         self.url, seq_id, self._try_group(seq_id))
             self.delete(seq_id)
         elif status in ("complete", "stale"):
-            self.root[seq_id].update_attributes({"complete": False, "stale": reason})
+            try:
+                self.root[seq_id].update_attributes({"complete": False, "stale": reason})
+            except (FileNotFoundError, KeyError):  # replaced by another run of the stage meanwhile
+                log.debug("%s: sequence %s vanished while being marked stale", self.url, seq_id)
 
     def revive(self, seq_id: str) -> None:
         """Mark a stale sequence complete again: its fingerprint matches the current inputs once more."""
@@ -287,16 +338,41 @@ class ArtifactStore:
         group.attrs.put({**attrs, "complete": True})
 
     def delete(self, seq_id: str) -> None:
-        """Remove everything under the sequence's prefix (also what a cut-short write or delete left)."""
+        """Remove everything under the sequence's prefix (also what a cut-short write or delete left). In a
+        local store the group is first renamed away, so that it vanishes at once, never half deleted."""
         from zarr.core.sync import sync
 
         if not seq_id or "/" in seq_id or seq_id in (".", ".."):  # a prefix that would reach the whole store
             raise StoreError(f"{self.url}: refusing to delete {seq_id!r}: not one sequence group")
-        sync(self.root.store.delete_dir(f"{self.root.path}/{seq_id}".lstrip("/")))
+        local = self._local_dir()
+        if local is None:
+            sync(self.root.store.delete_dir(f"{self.root.path}/{seq_id}".lstrip("/")))
+            return
+        trash = local / _scratch_name("trash", seq_id)
+        try:
+            os.rename(local / seq_id, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def clean_scratch(self) -> list[str]:
+        """Delete the scratch groups that runs killed on this machine left behind (their process is gone)."""
+        local = self._local_dir()
+        if local is None or not local.is_dir():
+            return []
+        gone = []
+        for path in local.iterdir():
+            parts = path.name.split(SCRATCH_SEP)
+            if len(parts) == 5 and parts[0] in (".writing", ".trash") and parts[2] == socket.gethostname() \
+                    and not _process_alive(int(parts[3])):
+                shutil.rmtree(path, ignore_errors=True)
+                gone.append(path.name)
+        return gone
 
     def prune(self, keep: Iterable[str]) -> list[str]:
         """Delete every group (complete or not) whose id is not in `keep`; returns the deleted ids."""
         keep = set(keep)
+        self.clean_scratch()
         gone = [s for s in self.all_groups() if s not in keep]
         for seq_id in gone:
             self.delete(seq_id)
@@ -336,6 +412,21 @@ class CheckedArray:
             except Exception:  # any failure to read one chunk marks that chunk
                 bad.append(self._array.metadata.encode_chunk_key(coords))
         return bad
+
+
+def _scratch_name(kind: str, seq_id: str) -> str:
+    """`.writing@<seq>@<host>@<pid>@<random>`: hidden from `all_groups`, and tells whose it was."""
+    return SCRATCH_SEP.join((f".{kind}", seq_id, socket.gethostname(), str(os.getpid()), uuid.uuid4().hex[:8]))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def absolute_url(url: str | Path) -> str:

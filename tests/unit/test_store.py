@@ -1,5 +1,7 @@
 import json
 import multiprocessing
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -194,3 +196,24 @@ def test_delete_never_reaches_beyond_one_group(tmp_path, seq_id):
 def test_ids_that_are_paths_options_or_hidden_are_refused(seq_id):
     assert sequence_id_problem(seq_id) is not None
     assert sequence_id_problem("squat_val_000") is None and sequence_id_problem("0001.v2") is None
+
+
+def test_a_killed_writers_scratch_is_cleaned_and_a_failed_write_leaves_none(tmp_path, monkeypatch):
+    import socket
+
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.write_sequence("s1", {"feature": features()}, fingerprint="f")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = tmp_path / "a.zarr" / f".writing@s2@{socket.gethostname()}@{int(dead.stdout)}@0000"
+    (leftover / "feature").mkdir(parents=True)
+    assert store.all_groups() == ["s1"]  # scratch is never a sequence
+    store.prune(["s1", "s2"])
+    assert not leftover.exists() and store.sequences() == ["s1"]
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ArtifactStore, "_write_group", broken)
+    with pytest.raises(OSError, match="disk full"):
+        store.write_sequence("s2", {"feature": features()}, fingerprint="f")
+    assert sorted(p.name for p in (tmp_path / "a.zarr").iterdir()) == ["s1", "zarr.json"]
