@@ -102,7 +102,8 @@ def render_sequence(store_url: str, task: Task) -> int:
     try:
         box = crop_box(joints, pad=params.pad, square=params.square, fallback=(0, 0, *image) if image else None)
     except ValueError as err:
-        raise ValueError(f"{seq}: {err} in {keypoints.url}, and no image size to fall back on") from err
+        raise ValueError(f"{seq}: {err} in {keypoints.url} (poses from {attrs.get('source') or 'an unrecorded file'}), "
+                         f"and no image size to fall back on") from err
     maps = render(joints, layout.limbs, box, params.size, params.sigma, threads=task.payload["threads"])
     stored, scale = quantise(maps, params.dtype)
     ArtifactStore(store_url, mode="a").write_sequence(

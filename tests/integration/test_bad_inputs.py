@@ -163,6 +163,19 @@ def test_an_index_newer_than_the_frames_is_not_embedded(work):
     assert SEQ not in store("dino").sequences()
 
 
+def test_keypoints_missing_in_every_frame_fail_their_heatmaps_by_name(work):
+    """NaN coordinates count as missing joints; a sequence with none at all has no crop box."""
+    path = work / "data/sample/raw/poses" / f"{SEQ}.npz"
+    poses = dict(np.load(path))
+    poses["joints_2d"][..., :2] = np.nan
+    np.savez(path, **poses)
+    before = contents("heatmaps")
+    ok("index", "-d", "sample")
+    ok(*STAGES[2])
+    fails(*STAGES[3], naming=("heatmaps (sample,", SEQ, "keypoints.zarr", f"poses/{SEQ}.npz", "no confident joint"))
+    assert contents("heatmaps") == {k: v for k, v in before.items() if not k.startswith(SEQ + "/")}
+
+
 # ----------------------------------------------------------------------------- provenance
 def test_a_model_that_cannot_load_leaves_the_features_and_their_provenance_alone(work):
     """extract-dino wrote the new model into dino.zarr's provenance before loading it, so reports called the
@@ -263,6 +276,14 @@ def test_penn_action_label_files_of_0_or_1_frames_get_the_min_frames_message(wor
     Path("m.yaml").write_text("datasets:\n  tinypenn: {kind: penn_action, root: penn}\n")
     fails("--manifest", "m.yaml", "index", "-d", "tinypenn",
           naming=("tinypenn", "index.min_frames=2", "0001", f"{n_frames} frames", "0001.mat"))
+
+
+def test_a_one_frame_video_gets_the_min_frames_message(work):
+    from stages.make_sample import write_video
+
+    write_video(work / "data/sample/raw/videos" / f"{SEQ}.mp4", np.zeros((1, 32, 32, 3), np.uint8), 24)
+    edit("labels.csv", lambda t: "".join(line for line in t.splitlines(True) if not line.startswith(SEQ + ",")))
+    fails("index", "-d", "sample", naming=("sample", "index.min_frames=2", SEQ, "1 frames", f"{SEQ}.mp4"))
 
 
 def test_h2o_split_entries_may_not_leave_the_root(work):
