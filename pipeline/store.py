@@ -147,56 +147,53 @@ class ArtifactStore:
     def status(self, seq_id: str) -> Status:
         """absent | complete | incomplete (being written, or a write was cut short) | stale (see
         `invalidate`) | unreadable (its metadata is corrupt: treated as incomplete, and logged)."""
+        return self._state(seq_id)[0]
+
+    def _state(self, seq_id: str) -> tuple[Status, dict[str, Any]]:
+        """(status, the group's attrs) from one read of its metadata ({} when absent or unreadable)."""
         group = self._try_group(seq_id)
         if group is None:
-            return "absent"
+            return "absent", {}
         if isinstance(group, Exception):
-            return "unreadable"
-        attrs = group.attrs
+            return "unreadable", {"error": str(group)}
+        attrs = dict(group.attrs)
         if attrs.get("complete") is True:
-            return "complete"
-        return "stale" if attrs.get("stale") else "incomplete"
+            return "complete", attrs
+        return ("stale" if attrs.get("stale") else "incomplete"), attrs
 
     def __contains__(self, seq_id: str) -> bool:
         return self.status(seq_id) == "complete"
 
     def fingerprint_of(self, seq_id: str) -> str | None:
-        if seq_id not in self:
-            return None
-        return self.root[seq_id].attrs.get("fingerprint")
+        status, attrs = self._state(seq_id)
+        return attrs.get("fingerprint") if status == "complete" else None
 
     def is_current(self, seq_id: str, fp: str, source: str | None = None) -> bool:
         """True when `seq_id` is complete and was made from exactly the inputs fingerprinted as `fp` (and,
         when `source` is given, from that version of its raw data)."""
-        if self.fingerprint_of(seq_id) != fp:
-            return False
-        return source is None or self.root[seq_id].attrs.get(SOURCE) == source
+        status, attrs = self._state(seq_id)
+        return status == "complete" and _made_from(attrs, fp, source)
 
     def revivable(self, seq_id: str, fp: str, source: str | None = None) -> bool:
         """True when `seq_id` is stale but its content was made from exactly `fp` (and `source`)."""
-        if self.status(seq_id) != "stale":
-            return False
-        attrs = self.root[seq_id].attrs
-        return attrs.get("fingerprint") == fp and (source is None or attrs.get(SOURCE) == source)
+        status, attrs = self._state(seq_id)
+        return status == "stale" and _made_from(attrs, fp, source)
 
     def unusable(self, seq_id: str, *, source: str | None = None) -> str | None:
         """Why `seq_id` cannot serve as the input of a later stage (None when it can): absent, unreadable,
         stale (with the recorded reason), incomplete, or made from another version of its raw data than
         `source`, the index's current fingerprint of it. The reason is short; callers name the store."""
-        status = self.status(seq_id)
+        status, attrs = self._state(seq_id)
         if status == "complete":
-            made_from = self.root[seq_id].attrs.get(SOURCE)
-            if source is None or made_from == source:
+            if source is None or attrs.get(SOURCE) == source:
                 return None
             return (f"made from another version of its source than the index describes now "
-                    f"(source fingerprint {made_from}, index {source})")
-        if status == "stale":
-            return f"stale: {self.root[seq_id].attrs.get('stale')}"
-        if status == "unreadable":
-            return f"its metadata is unreadable ({self._try_group(seq_id)})"
-        if status == "incomplete":
-            return "incomplete (its write was cut short, or is still running)"
-        return "absent"
+                    f"(source fingerprint {attrs.get(SOURCE)}, index {source})")
+        return {
+            "stale": f"stale: {attrs.get('stale')}",
+            "unreadable": f"its metadata is unreadable ({attrs.get('error')})",
+            "incomplete": "incomplete (its write was cut short, or is still running)",
+        }.get(status, "absent")
 
     # ----------------------------------------------------------------- reading
     def attrs(self, seq_id: str) -> dict[str, Any]:
@@ -320,10 +317,10 @@ class ArtifactStore:
     def invalidate(self, seq_id: str, reason: str) -> None:
         """Mark a sequence stale: readers stop seeing it, its arrays stay (see `revive`). An unreadable
         group is deleted (nothing in it can be trusted)."""
-        status = self.status(seq_id)
+        status, attrs = self._state(seq_id)
         if status == "unreadable":
             log.warning("%s: sequence %s has unreadable metadata (%s); deleting it so that it is recomputed",
-                        self.url, seq_id, self._try_group(seq_id))
+                        self.url, seq_id, attrs["error"])
             self.delete(seq_id)
         elif status in ("complete", "stale"):
             try:
@@ -412,6 +409,10 @@ class CheckedArray:
             except Exception:  # any failure to read one chunk marks that chunk
                 bad.append(self._array.metadata.encode_chunk_key(coords))
         return bad
+
+
+def _made_from(attrs: Mapping[str, Any], fp: str, source: str | None) -> bool:
+    return attrs.get("fingerprint") == fp and (source is None or attrs.get(SOURCE) == source)
 
 
 def _scratch_name(kind: str, seq_id: str) -> str:
