@@ -28,7 +28,16 @@ from pipeline.context import StageContext
 from pipeline.dino.embedding import embed_jobs
 from pipeline.dino.model import ModelSource, Pooling, feature_layout, resolve
 from pipeline.params import to_dict
-from pipeline.runner import StageError, StageSummary, Task, begin, fail_stage, map_tasks, open_for_stage, plan
+from pipeline.runner import (
+    StageError,
+    StageSummary,
+    Task,
+    begin,
+    fail_stage,
+    map_tasks,
+    open_for_stage,
+    plan,
+)
 from pipeline.sequences import read_index, visual_source
 from pipeline.store import ArtifactStore, absolute_url, fingerprint
 

@@ -203,7 +203,8 @@ def test_a_killed_writers_scratch_is_cleaned_and_a_failed_write_leaves_none(tmp_
 
     store = ArtifactStore(tmp_path / "a.zarr", mode="a")
     store.write_sequence("s1", {"feature": features()}, fingerprint="f")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
     leftover = tmp_path / "a.zarr" / f".writing@s2@{socket.gethostname()}@{int(dead.stdout)}@0000"
     (leftover / "feature").mkdir(parents=True)
     assert store.all_groups() == ["s1"]  # scratch is never a sequence
