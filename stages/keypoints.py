@@ -22,7 +22,7 @@ from typing import Literal
 from pipeline.context import StageContext
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, run_incremental
-from pipeline.sequences import file_fingerprint, read_index
+from pipeline.sequences import file_fingerprint, pose_source, read_index
 from pipeline.store import ArtifactStore, fingerprint
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,10 @@ def run(ctx: StageContext) -> StageSummary:
         timeline = {k: row[k] for k in TIMELINE}
         tasks.append(Task(
             seq_id=row["id"],
-            fingerprint=fingerprint(row["pose_fingerprint"] or row["fingerprint"], timeline, resolved,
-                                    ctx.dataset.layout, models),
+            fingerprint=fingerprint(pose_source(row), timeline, resolved, ctx.dataset.layout, models),
             n_frames=int(row["n_frames"]),
-            payload={"row": {"id": row["id"], "pose": row["pose"], **timeline}, "layout": ctx.dataset.layout,
+            source=pose_source(row),
+            payload={"row": {"id": row["id"], "dataset": ctx.name, "pose": row["pose"], **timeline}, "layout": ctx.dataset.layout,
                      "params": resolved, "model_dir": str(model_dir)},
         ))
     summary = run_incremental(
@@ -75,6 +75,7 @@ def run(ctx: StageContext) -> StageSummary:
         extract_sequence,
         stage=STAGE,
         params=resolved,
+        dataset=ctx.name,
         provenance={"layout": ctx.dataset.layout},
         scheduler=ctx.scheduler,
         workers=ctx.workers,
@@ -108,6 +109,7 @@ def extract_sequence(store_url: str, task: Task) -> int:
         task.seq_id,
         arrays,
         fingerprint=task.fingerprint,
+        source=task.source,
         attrs={
             "layout": layout,
             "joints": list(get_layout(layout).joints),

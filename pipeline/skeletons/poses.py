@@ -79,27 +79,28 @@ def read_poses(row: Mapping[str, Any], layout: str, *, person: PersonChoice = "t
     frame count that disagrees with the index.
     """
     seq, fmt, path = row["id"], row["pose_format"], Path(row["pose"])
+    where = f"{row['dataset']}: sequence {seq}" if row.get("dataset") else f"sequence {seq}"
     if fmt not in READERS:
-        raise DatasetError(f"sequence {seq}: no pose source (pose_format {fmt!r}, pose {str(path)!r})")
+        raise DatasetError(f"{where}: no pose source (pose_format {fmt!r}, pose {str(path)!r})")
     if not path.exists():
-        raise DatasetError(f"sequence {seq}: pose source {path} does not exist")
+        raise DatasetError(f"{where}: pose source {path} does not exist")
     expected = FORMAT_LAYOUTS.get(fmt, layout)
     if expected != layout:
-        raise DatasetError(f"sequence {seq}: {fmt} poses ({path}) are {expected}, but the dataset layout is {layout}")
+        raise DatasetError(f"{where}: {fmt} poses ({path}) are {expected}, but the dataset layout is {layout}")
     try:
         poses = READERS[fmt](path, layout, person)
     except DatasetError as err:
-        raise DatasetError(f"sequence {seq}: {err}") from err
-    except (OSError, ValueError, KeyError, IndexError) as err:
-        raise DatasetError(f"sequence {seq}: cannot read {fmt} poses {path}: {err}") from err
+        raise DatasetError(f"{where}: {err}") from err
+    except Exception as err:  # an unreadable file raises OSError, ValueError, KeyError, zipfile.BadZipFile...
+        raise DatasetError(f"{where}: cannot read {fmt} poses {path}: {type(err).__name__}: {err}") from err
     n_source = poses.n_frames
     if n_source != int(row["n_source_frames"]):
         raise DatasetError(
-            f"sequence {seq}: {path} holds {n_source} frames of poses, the index says {row['n_source_frames']}"
+            f"{where}: {path} holds {n_source} frames of poses, the index says {row['n_source_frames']}"
         )
     idx = resample_indices(uniform_times(n_source, float(row["source_fps"])), float(row["fps"]))
     if len(idx) != int(row["n_frames"]):
-        raise DatasetError(f"sequence {seq}: {path} resamples to {len(idx)} frames, the index says {row['n_frames']}")
+        raise DatasetError(f"{where}: {path} resamples to {len(idx)} frames, the index says {row['n_frames']}")
     return poses.take(idx)
 
 
