@@ -180,5 +180,5 @@ class Trainer:
         for key in keys:
             record[key] = float(np.mean([scalars[key] for _, scalars, _ in window if key in scalars]))
         record["lr"] = self.optimizer.param_groups[0]["lr"]
-        record["seq_per_s"] = n_seq / max(seconds, 1e-9)
+        record["seq_per_s"] = n_seq / max(seconds, 1e-9)  # a window of cached steps can take ~0 s
         return record

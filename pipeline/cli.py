@@ -125,9 +125,12 @@ def main(ctx: click.Context, verbose: int, quiet: bool, manifest: Path, params_p
 
 def make_context(obj: dict, dataset: str, *, scheduler: str | None = None, workers: int | None = None, check_root: bool = True):
     from pipeline.context import StageContext, default_workers
-    from pipeline.manifest import load_manifest
+    from pipeline.manifest import load_manifest, project_datasets
+    from pipeline.params import check_params_file
 
-    spec = load_manifest(obj["manifest"]).get(dataset, check_root=check_root)
+    manifest = load_manifest(obj["manifest"])
+    check_params_file(obj["params"], sections=known_sections(), datasets=project_datasets(manifest))
+    spec = manifest.get(dataset, check_root=check_root)
     return StageContext(
         dataset=spec,
         params_path=obj["params"],
@@ -135,6 +138,14 @@ def make_context(obj: dict, dataset: str, *, scheduler: str | None = None, worke
         scheduler=scheduler,
         workers=workers or default_workers(),
     )
+
+
+def known_sections() -> set[str]:
+    """The params.yaml sections something reads: one per command (named like its stage), one per registered
+    method, and `dag` (dvc.yaml's templating). Collected here, lazily, so that pipeline imports no stage."""
+    from model.registry import method_names
+
+    return {name.replace("-", "_") for name in main.commands} | set(method_names()) | {"dag"}
 
 
 @main.command("make-sample")

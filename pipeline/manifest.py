@@ -2,21 +2,24 @@
 
 Every entry has a `kind` (which adapter in `pipeline.datasets` reads it) and a `root`. Paths may be
 relative (to the manifest's folder) and may use `${ENV_VAR}` or `${ENV_VAR:-default}`. Keys are checked
-per kind when the manifest loads; the root (and the files an entry names) are checked when a dataset is
-selected, so an unset `${H2O_ROOT}` does not stop work on another dataset.
+per kind when the manifest loads (a YAML syntax error names the file and line); environment variables,
+the root and the files an entry names are resolved and checked only when that dataset is selected, so
+an unset `${H2O_ROOT}` does not stop work on another dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from pipeline.params import read_yaml
 
+log = logging.getLogger(__name__)
 DEFAULT_MANIFEST = Path("data_manifest.yaml")
 Kind = Literal["penn_action", "h2o", "ikea_asm", "videos"]
 
@@ -69,13 +72,24 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class Manifest:
+    """The checked entries of a manifest; `get` resolves one of them (its environment variables, paths)."""
+
     path: Path
-    datasets: dict[str, DatasetSpec]
+    entries: dict[str, dict[str, Any]]
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    @property
+    def datasets(self) -> dict[str, DatasetSpec]:
+        """Every entry resolved (an unset variable in any entry raises: prefer `get` for one dataset)."""
+        return {name: self.get(name, check_root=False) for name in self.entries}
 
     def get(self, name: str, *, check_root: bool = True) -> DatasetSpec:
-        if name not in self.datasets:
-            raise ManifestError(f"unknown dataset '{name}' in {self.path}; known: {sorted(self.datasets)}")
-        spec = self.datasets[name]
+        if name not in self.entries:
+            raise ManifestError(f"unknown dataset '{name}' in {self.path}; known: {self.names}")
+        spec = _parse_entry(name, self.entries[name], self.path.resolve().parent, self.path)
         if check_root:
             spec.check_root()
         return spec
@@ -85,19 +99,32 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path} (run from the repository root or pass --manifest)")
-    with path.open() as fh:
-        raw = yaml.safe_load(fh) or {}
+    raw = read_yaml(path, ManifestError)
     if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):
         raise ManifestError(f"{path}: expected a top-level 'datasets:' mapping of name -> entry")
     unknown_top = set(raw) - {"datasets"}
     if unknown_top:
         raise ManifestError(f"{path}: unknown top-level key(s) {sorted(unknown_top)}")
-    base = path.resolve().parent
-    datasets = {name: _parse_entry(name, entry, base, path) for name, entry in raw["datasets"].items()}
-    return Manifest(path=path, datasets=datasets)
+    for name, entry in raw["datasets"].items():
+        _check_entry(name, entry, path)
+    return Manifest(path=path, entries=dict(raw["datasets"]))
 
 
-def _parse_entry(name: str, entry: Any, base: Path, path: Path) -> DatasetSpec:
+def project_datasets(manifest: Manifest) -> list[str]:
+    """The dataset names params.yaml's overrides may use: those of `manifest` and of the project's own
+    `data_manifest.yaml` (in the working directory), so that a second manifest for one dataset can share
+    the project's params.yaml."""
+    names = set(manifest.names)
+    if DEFAULT_MANIFEST.is_file() and DEFAULT_MANIFEST.resolve() != manifest.path.resolve():
+        try:
+            names |= set(load_manifest(DEFAULT_MANIFEST).names)
+        except ManifestError as err:  # not the manifest in use: its defects are reported when it is used
+            log.debug("ignoring %s: %s", DEFAULT_MANIFEST, err)
+    return sorted(names)
+
+
+def _check_entry(name: str, entry: Any, path: Path) -> None:
+    """The checks that need no environment: name, kind, keys, fps, layout."""
     where = f"{path}: dataset '{name}'"
     if not re.match(r"^[a-z0-9_]+$", str(name)):
         raise ManifestError(f"{where}: dataset names use lowercase letters, digits and '_'")
@@ -112,21 +139,29 @@ def _parse_entry(name: str, entry: Any, base: Path, path: Path) -> DatasetSpec:
         raise ManifestError(f"{where}: unknown key(s) {unknown} for kind '{kind}'; allowed: {allowed}")
     if "root" not in entry:
         raise ManifestError(f"{where}: missing key 'root'")
-    root = Path(expand_env(str(entry["root"]), where=f"{where}, key 'root'"))
-    root = root if root.is_absolute() else (base / root).resolve()
     fps = entry.get("fps", 30.0)
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0:
         raise ManifestError(f"{where}: key 'fps' must be a positive number, got {fps!r}")
-    options = {}
-    for key in KIND_KEYS[kind] & set(entry):
-        value = entry[key]
-        options[key] = _resolve_option(value, base, where=f"{where}, key '{key}'")
     layout = str(entry.get("layout", DEFAULT_LAYOUT[kind]))
     from pipeline.skeletons.layouts import LAYOUTS
 
     if layout not in LAYOUTS:
         raise ManifestError(f"{where}: key 'layout' is {layout!r}; known layouts: {sorted(LAYOUTS)}")
-    return DatasetSpec(name=name, kind=kind, root=root, fps=float(fps), layout=layout, options=options, manifest=path)
+
+
+def _parse_entry(name: str, entry: dict[str, Any], base: Path, path: Path) -> DatasetSpec:
+    """A checked entry resolved: environment variables expanded, paths made absolute."""
+    _check_entry(name, entry, path)
+    where = f"{path}: dataset '{name}'"
+    kind = entry["kind"]
+    root = Path(expand_env(str(entry["root"]), where=f"{where}, key 'root'"))
+    root = root if root.is_absolute() else (base / root).resolve()
+    options = {}
+    for key in KIND_KEYS[kind] & set(entry):
+        options[key] = _resolve_option(entry[key], base, where=f"{where}, key '{key}'")
+    layout = str(entry.get("layout", DEFAULT_LAYOUT[kind]))
+    return DatasetSpec(name=name, kind=kind, root=root, fps=float(entry.get("fps", 30.0)), layout=layout,
+                       options=options, manifest=path)
 
 
 def _resolve_option(value: Any, base: Path, *, where: str) -> Any:

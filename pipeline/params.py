@@ -8,6 +8,10 @@ value nobody wrote down.
 A section may carry `overrides: {<dataset>: {<key>: <value>}}` for per-dataset values (the sample
 dataset points `extract_dino.model` at a small local checkpoint, say). The override is applied before
 validation and the resolved values are what artifacts record.
+
+`check_params_file` refuses what no section loader would notice: an unknown top-level section (a
+misspelt `decoed:`) and an override for a dataset the manifest does not describe (`overrides.sampel`).
+The caller (the CLI) supplies the known section and dataset names, so this module imports no stage.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -32,11 +37,42 @@ def read_params_file(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file not found: {path} (run from the repository root or pass --params)")
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+    data = read_yaml(path, ParamsError)
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at top level")
     return data
+
+
+def read_yaml(path: Path, error: type[Exception]) -> Any:
+    """The parsed YAML file; `error` naming the file, line and column for a syntax error."""
+    try:
+        with path.open() as fh:
+            return yaml.safe_load(fh) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise error(f"{path}:{at}: not valid YAML: {problem}") from err
+
+
+def check_params_file(path: str | Path, *, sections: Iterable[str], datasets: Iterable[str]) -> None:
+    """ParamsError for a top-level section not in `sections`, or an `overrides` entry naming a dataset
+    not in `datasets` (the manifest's), each naming the file and the key."""
+    data = read_params_file(path)
+    sections, datasets = sorted(set(sections)), sorted(set(datasets))
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ParamsError(f"{path}: unknown section(s) {unknown}; known: {sections}")
+    for name, section in data.items():
+        if not isinstance(section, dict) or section.get("overrides") is None:
+            continue
+        overrides = section["overrides"]
+        if not isinstance(overrides, dict):
+            raise ParamsError(f"{path}: {name}.overrides must be a mapping of dataset -> values")
+        strangers = sorted(set(overrides) - set(datasets))
+        if strangers:
+            raise ParamsError(f"{path}: {name}.overrides names dataset(s) {strangers} that the manifest does not "
+                              f"describe; known: {datasets}")
 
 
 def load_section(

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.store import sequence_id_problem
+
 COLUMNS = {
     "id": "string",
     "dataset": "string",
@@ -101,11 +103,12 @@ class SequenceIndex:
         return sorted(self.table["activity"].unique())
 
 
-def make_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Build and validate an index table from adapter rows (missing optional columns default to "")."""
+def make_table(rows: Iterable[dict[str, Any]], *, where: str = "index") -> pd.DataFrame:
+    """Build and validate an index table from adapter rows (missing optional columns default to "");
+    `where` (the dataset) starts every error message."""
     rows = list(rows)
     if not rows:
-        raise IndexTableError("no sequences found")
+        raise IndexTableError(f"{where}: no sequences found")
     df = pd.DataFrame(rows)
     for col in ("video", "frames_dir", "pose", "pose_format", "video_fingerprint", "pose_fingerprint"):
         if col not in df:
@@ -119,11 +122,16 @@ def make_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     if missing:
         raise IndexTableError(f"index rows lack column(s) {missing}")
     df = df[list(COLUMNS) + ["labels"]].astype(COLUMNS)
-    validate(df)
+    validate(df, where)
     return df.sort_values("id", kind="stable").reset_index(drop=True)
 
 
 def validate(df: pd.DataFrame, where: str = "index") -> None:
+    for row in df.itertuples():
+        problem = sequence_id_problem(row.id)
+        if problem:  # refused here, before any stage decodes a frame, rather than by the store's first write
+            raise IndexTableError(f"{where}: sequence id {row.id!r} of {source_file(row._asdict())} is not "
+                                  f"usable: {problem}; rename the file")
     dup = df["id"][df["id"].duplicated()].unique().tolist()
     if dup:
         raise IndexTableError(f"{where}: duplicate sequence id(s) {dup[:10]}")
@@ -197,6 +205,21 @@ def folder_fingerprint(folder: str | Path, pattern: str = "*") -> str:
         if p.is_file():
             h.update(f"{p.name}:{p.stat().st_size};".encode())
     return h.hexdigest()[:32]
+
+
+def source_file(row: dict[str, Any]) -> str:
+    """The file (or folder) a sequence comes from, for messages: its video, frame folder or pose source."""
+    return row.get("video") or row.get("frames_dir") or row.get("pose") or "(no source file)"
+
+
+def visual_source(row: dict[str, Any]) -> str:
+    """The index's fingerprint of a sequence's video or frame folder: what frames (and features) derive from."""
+    return row.get("video_fingerprint") or row["fingerprint"]
+
+
+def pose_source(row: dict[str, Any]) -> str:
+    """The index's fingerprint of a sequence's pose source: what keypoints (and heatmaps) derive from."""
+    return row.get("pose_fingerprint") or row["fingerprint"]
 
 
 def combine(*fingerprints: str) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 from pipeline.context import StageContext
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, run_incremental
-from pipeline.sequences import read_index
+from pipeline.sequences import read_index, visual_source
 from pipeline.store import ArtifactStore, absolute_url, fingerprint
 from pipeline.video.reader import Clip, Geometry, VideoError, read_clip
 
@@ -78,6 +78,7 @@ def run(ctx: StageContext) -> StageSummary:
         decode_sequence,
         stage=STAGE,
         params=to_dict(params),
+        dataset=ctx.name,
         scheduler=ctx.scheduler,
         workers=ctx.workers,
     )
@@ -101,8 +102,8 @@ def make_tasks(rows, params: DecodeParams) -> list[Task]:
             "params": to_dict(params),
         }
         # content, not location: a clone that keeps its raw data elsewhere reuses the same frames
-        fp = fingerprint(row.get("video_fingerprint") or row["fingerprint"], payload["fps"], payload["n_frames"], payload["params"])
-        tasks.append(Task(row["id"], fp, payload["n_frames"], payload))
+        fp = fingerprint(visual_source(row), payload["fps"], payload["n_frames"], payload["params"])
+        tasks.append(Task(row["id"], fp, payload["n_frames"], payload, source=visual_source(row)))
     return tasks
 
 
@@ -121,6 +122,7 @@ def decode_sequence(store_url: str, task: Task) -> int:
         task.seq_id,
         {"rgb": (rgb, ("time", "y", "x", "channel")), "timestamp": (timestamps, ("time",))},
         fingerprint=task.fingerprint,
+        source=task.source,
         attrs=_attrs(p, clip, len(rgb)),
         compression=None if params.compression == "none" else params.compression,
     )

@@ -35,7 +35,7 @@ import numpy as np
 from pipeline.context import StageContext
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, run_incremental
-from pipeline.sequences import read_index
+from pipeline.sequences import read_index, visual_source
 from pipeline.skeletons.estimator import LAYOUT, EstimatedPoses, EstimatorError, PoseSettings
 from pipeline.store import ArtifactStore, absolute_url, fingerprint
 
@@ -87,6 +87,7 @@ def run(ctx: StageContext) -> StageSummary:
         estimate_sequence,
         stage=STAGE,
         params=to_dict(params),
+        dataset=ctx.name,
         provenance={"layout": LAYOUT, "estimator": _estimator_version(needed=bool(tasks))},
         scheduler=ctx.scheduler,
         workers=ctx.workers,
@@ -132,10 +133,9 @@ def make_tasks(rows, params: EstimatePoseParams) -> list[Task]:
             "source_fps": float(row["source_fps"]),
             "params": to_dict(params),
         }
-        content = row.get("video_fingerprint") or row["fingerprint"]
         timeline = (payload["fps"], payload["n_frames"], payload["source_fps"] if payload["is_folder"] else None)
-        fp = fingerprint(content, timeline, payload["params"], version)
-        tasks.append(Task(row["id"], fp, payload["n_frames"], payload))
+        fp = fingerprint(visual_source(row), timeline, payload["params"], version)
+        tasks.append(Task(row["id"], fp, payload["n_frames"], payload, source=visual_source(row)))
     return tasks
 
 
@@ -166,6 +166,7 @@ def estimate_sequence(store_url: str, task: Task) -> int:
         task.seq_id,
         {"joints_2d": (joints, ("time", "joint", "coord")), "timestamp": (timestamps, ("time",))},
         fingerprint=task.fingerprint,
+        source=task.source,
         attrs=_attrs(p, poses, len(joints), detected, list(get_layout(LAYOUT).joints)),
     )
     return len(joints)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,15 +20,19 @@ import numpy as np
 
 from pipeline.context import StageContext
 from pipeline.runner import progress
-from pipeline.store import ArtifactStore
+from pipeline.store import ArtifactStore, StoreError
 
 log = logging.getLogger(__name__)
+ARTIFACT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def run(ctx: StageContext, artifact: str, fmt: Literal["h5"] = "h5", out: Path | None = None) -> Path:
     """Export `data/<dataset>/<artifact>.zarr` to `out` (default data/<dataset>/<artifact>.h5)."""
     if fmt != "h5":
         raise ValueError(f"export: unknown format {fmt!r} (supported: h5)")
+    if not ARTIFACT_NAME.fullmatch(artifact):  # a name, never a path: `-a ../../x` would leave data/<dataset>/
+        raise StoreError(f"export: {artifact!r} is not an artifact name (a store data/{ctx.name}/<name>.zarr, "
+                         f"e.g. frames, dino, keypoints, heatmaps, embeddings_masa)")
     store = ArtifactStore(ctx.artifact(artifact))
     out = Path(out) if out is not None else ctx.data_dir / f"{artifact}.h5"
     export_h5(store, out)
@@ -48,7 +53,7 @@ def export_h5(store: ArtifactStore, out: Path) -> Path:
             for seq_id in progress(iterable=sequences, desc="export", unit="seq", disable=len(sequences) < 50):
                 group = h5.create_group(seq_id)
                 set_attrs(group.attrs, store.attrs(seq_id))
-                for name in sorted(store.root[seq_id].array_keys()):
+                for name in store.array_names(seq_id):
                     _copy_array(store.array(seq_id, name), group, name)
         tmp.replace(out)
     finally:
@@ -58,7 +63,8 @@ def export_h5(store: ArtifactStore, out: Path) -> Path:
 
 def _copy_array(array, group, name: str) -> None:
     """Copy one zarr array into `group[name]`, block by block along the first axis."""
-    dataset = group.create_dataset(name, shape=array.shape, dtype=array.dtype)
+    # no modification times in the file: the same store exports to the same bytes
+    dataset = group.create_dataset(name, shape=array.shape, dtype=array.dtype, track_times=False)
     dataset.attrs["dims"] = [str(d) for d in (array.metadata.dimension_names or ())]
     if array.ndim == 0:
         dataset[()] = array[()]

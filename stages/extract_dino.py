@@ -5,7 +5,10 @@ Frozen DINOv2 (transformers) over every decoded frame, pooled per frame (`cls`, 
 runs; normalisation happens on the device; bf16 autocast on CUDA, float32 on CPU, inference mode. A
 sequence is written once all its frames are embedded, so a killed run resumes at the first unfinished
 sequence. A sequence is recomputed when its frames or any of model, resolved revision, pooling,
-image_size, dtype change; the store's attrs record the model, revision, pooling and feature layout.
+image_size, dtype change; the store's attrs record the model, revision, pooling and feature layout, and
+change only once the new model has loaded (a run that cannot load it leaves them as they were). Frames
+that are missing, stale, or decoded from an older version of the video than the index describes fail
+their sequence by name (and mark its features stale) instead of being embedded.
 
 With `--scheduler ADDRESS` the sequences are split into groups of about `group_frames` frames, one dask
 task per group; each worker process loads the model once and runs one group at a time on its device.
@@ -25,8 +28,17 @@ from pipeline.context import StageContext
 from pipeline.dino.embedding import embed_jobs
 from pipeline.dino.model import ModelSource, Pooling, feature_layout, resolve
 from pipeline.params import to_dict
-from pipeline.runner import StageError, StageSummary, Task, map_tasks, open_for_stage
-from pipeline.sequences import read_index
+from pipeline.runner import (
+    StageError,
+    StageSummary,
+    Task,
+    begin,
+    fail_stage,
+    map_tasks,
+    open_for_stage,
+    plan,
+)
+from pipeline.sequences import read_index, visual_source
 from pipeline.store import ArtifactStore, absolute_url, fingerprint
 
 log = logging.getLogger(__name__)
@@ -53,12 +65,14 @@ class ExtractDinoParams:
 
 @dataclass(frozen=True)
 class Job:
-    """One sequence to embed: its frame count, fingerprint and the attrs to store with it."""
+    """One sequence to embed: its frame count, fingerprint, the attrs to store with it and the index's
+    fingerprint of its video (`source`)."""
 
     seq_id: str
     n_frames: int
     fingerprint: str
     attrs: dict[str, Any]
+    source: str | None = None
 
 
 def run(ctx: StageContext, device: str = "auto") -> StageSummary:
@@ -71,30 +85,30 @@ def run(ctx: StageContext, device: str = "auto") -> StageSummary:
         raise StageError(f"{ctx.name}: no sequence has a video or a frame folder, so there is nothing to embed")
     frames_url = absolute_url(ctx.artifact("frames"))
     jobs, missing = make_jobs(ArtifactStore(frames_url), visual, params, source)
-    store = open_for_stage(absolute_url(ctx.artifact("dino")), stage=STAGE, params=to_dict(params), **_provenance(source, params))
-    summary = StageSummary(stage=STAGE, removed=store.prune(r["id"] for r in visual))
-    todo = [j for j in jobs if not store.is_current(j.seq_id, j.fingerprint)]
-    waiting = {j.seq_id for j in todo}
-    summary.skipped = [j.seq_id for j in jobs if j.seq_id not in waiting]
-    log.info("%s: %d sequence(s) up to date, %d to embed (%d frames)", STAGE, len(summary.skipped), len(todo),
-             sum(j.n_frames for j in todo))
+    provenance = _provenance(source, params)
+    todo_plan = plan(open_for_stage(absolute_url(ctx.artifact("dino"))), _tasks(jobs, missing))
+    summary = StageSummary(stage=STAGE, removed=todo_plan.removed, skipped=todo_plan.skipped, revived=todo_plan.revive)
+    todo = [t.payload["job"] for t in todo_plan.todo]
+    log.info("%s: %d sequence(s) up to date, %d to embed (%d frames)", STAGE, len(summary.skipped) + len(summary.revived),
+             len(todo), sum(j.n_frames for j in todo))
     settings = {**to_dict(params), "source": dataclasses.asdict(source), "device": device}
+    ready = functools.partial(begin, todo_plan, stage=STAGE, params=to_dict(params), **provenance)
+    dino_url = todo_plan.store.url
     if todo and ctx.scheduler:
-        done, failures = _run_dask(ctx.scheduler, frames_url, store.url, todo, settings)
-    elif todo:
-        done, failures = embed_jobs(frames_url, store.url, todo, settings, show_progress=True)
+        ready()  # the workers load the model: a cluster run records its settings as it starts
+        done, failures = _run_dask(ctx.scheduler, frames_url, dino_url, todo, settings)
+    elif todo:  # provenance and revivals only once the model has loaded (embed_jobs calls `ready`)
+        done, failures = embed_jobs(frames_url, dino_url, todo, settings, show_progress=True, on_ready=ready)
     else:
+        ready()
         done, failures = [], {}
-    failures.update(missing)
+    failures.update({t.seq_id: t.blocked for t in todo_plan.blocked})
     summary.computed = done
     written = set(done)
     summary.frames = sum(j.n_frames for j in todo if j.seq_id in written)
     summary.seconds = time.perf_counter() - start
-    if failures:
-        lines = "\n".join(f"  {seq}: {msg}" for seq, msg in sorted(failures.items()))
-        raise StageError(
-            f"{STAGE}: {len(failures)} sequence(s) failed ({len(done)} others were written and are kept):\n{lines}"
-        )
+    fail_stage(todo_plan.store, failures, stage=STAGE, dataset=ctx.name,
+               attempted=len(todo) + len(todo_plan.blocked), written=len(done))
     log.info(summary.line())
     return summary
 
@@ -102,13 +116,14 @@ def run(ctx: StageContext, device: str = "auto") -> StageSummary:
 def make_jobs(
     frames: ArtifactStore, rows, params: ExtractDinoParams, source: ModelSource
 ) -> tuple[list[Job], dict[str, str]]:
-    """Jobs for the index rows whose frames are decoded, and {seq_id: reason} for those that are not."""
+    """Jobs for the index rows whose frames are decoded from the video the index describes now, and
+    {seq_id: reason} for those whose frames are missing, stale, or decoded from an older video."""
     jobs, missing = [], {}
-    decoded = set(frames.sequences())
     for row in rows:
         seq_id = row["id"]
-        if seq_id not in decoded:
-            missing[seq_id] = f"no frames in {frames.url} (run `pipeline decode`, or see why it failed there)"
+        unusable = frames.unusable(seq_id, source=visual_source(row))
+        if unusable:
+            missing[seq_id] = f"no frames in {frames.url} ({unusable}); run `pipeline decode`, or see why it failed there"
             continue
         attrs = frames.attrs(seq_id)
         if attrs.get("n_frames") != row["n_frames"]:
@@ -118,8 +133,14 @@ def make_jobs(
             attrs["fingerprint"], source.model, source.resolved, params.pooling, params.image_size, params.dtype
         )
         job_attrs = {"fps": attrs["fps"], "n_frames": row["n_frames"], "frames_fingerprint": attrs["fingerprint"]}
-        jobs.append(Job(seq_id, row["n_frames"], fp, job_attrs))
+        jobs.append(Job(seq_id, row["n_frames"], fp, job_attrs, visual_source(row)))
     return jobs, missing
+
+
+def _tasks(jobs: list[Job], missing: dict[str, str]) -> list[Task]:
+    """The runner's view of the jobs (for `plan`), and of the sequences that cannot be embedded."""
+    tasks = [Task(j.seq_id, j.fingerprint, j.n_frames, {"job": j}, source=j.source) for j in jobs]
+    return tasks + [Task(seq_id, "", 0, blocked=reason) for seq_id, reason in missing.items()]
 
 
 def _provenance(source: ModelSource, params: ExtractDinoParams) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.context import StageContext
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, run_incremental
-from pipeline.sequences import read_index
+from pipeline.sequences import pose_source, read_index
 from pipeline.store import ArtifactStore, fingerprint
 
 log = logging.getLogger(__name__)
@@ -51,34 +51,37 @@ def run(ctx: StageContext) -> StageSummary:
     keypoints_url = ctx.artifact("keypoints")
     keypoints = ArtifactStore(keypoints_url)
     index = read_index(ctx.index_path)
-    absent = [seq for seq in index.ids if seq not in keypoints]
-    if absent:
-        raise StageError(
-            f"{STAGE}: {len(absent)} sequence(s) of {ctx.index_path} have no keypoints in {keypoints_url} "
-            f"(run `pipeline keypoints --dataset {ctx.name}`): {', '.join(absent[:10])}"
-        )
     resolved = to_dict(params)
     threads = 1 if (ctx.scheduler or ctx.workers > 1) else None
-    tasks = [
-        Task(
-            seq_id=row["id"],
-            fingerprint=fingerprint(keypoints.fingerprint_of(row["id"]), resolved),
-            n_frames=int(row["n_frames"]),
-            payload={"keypoints": keypoints_url, "params": resolved, "threads": threads},
-        )
-        for row in index.rows()
-    ]
+    tasks = [_task(row, keypoints, resolved, threads, ctx.name) for row in index.rows()]
     summary = run_incremental(
         ctx.artifact(STAGE),
         tasks,
         render_sequence,
         stage=STAGE,
         params=resolved,
-        provenance={"keypoints": keypoints_url},
+        dataset=ctx.name,
+        # the store's name, not its URL: the same keypoints give the same bytes under any --store-root
+        provenance={"keypoints": "keypoints.zarr"},
         scheduler=ctx.scheduler,
         workers=ctx.workers,
     )
     return summary
+
+
+def _task(row: dict, keypoints: ArtifactStore, resolved: dict, threads: int | None, dataset: str) -> Task:
+    """One sequence's task; blocked when its keypoints are missing, stale or made from an older pose file."""
+    source = pose_source(row)
+    unusable = keypoints.unusable(row["id"], source=source)
+    return Task(
+        seq_id=row["id"],
+        fingerprint=fingerprint(keypoints.fingerprint_of(row["id"]), resolved),
+        n_frames=int(row["n_frames"]),
+        payload={"keypoints": keypoints.url, "params": resolved, "threads": threads},
+        source=source,
+        blocked=(f"no keypoints in {keypoints.url} ({unusable}); run `pipeline keypoints --dataset {dataset}`, "
+                 f"or see why it failed there") if unusable else None,
+    )
 
 
 def render_sequence(store_url: str, task: Task) -> int:
@@ -99,13 +102,15 @@ def render_sequence(store_url: str, task: Task) -> int:
     try:
         box = crop_box(joints, pad=params.pad, square=params.square, fallback=(0, 0, *image) if image else None)
     except ValueError as err:
-        raise ValueError(f"{seq}: {err} in {keypoints.url}, and no image size to fall back on") from err
+        raise ValueError(f"{seq}: {err} in {keypoints.url} (poses from {attrs.get('source') or 'an unrecorded file'}), "
+                         f"and no image size to fall back on") from err
     maps = render(joints, layout.limbs, box, params.size, params.sigma, threads=task.payload["threads"])
     stored, scale = quantise(maps, params.dtype)
     ArtifactStore(store_url, mode="a").write_sequence(
         seq,
         {"heatmap": (stored, ("time", "channel", "y", "x")), "box": (np.asarray(box, dtype=np.float64), ("bound",))},
         fingerprint=task.fingerprint,
+        source=task.source,
         attrs={
             "layout": layout.name,
             "channels": list(layout.channel_names),

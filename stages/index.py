@@ -1,8 +1,9 @@
 """`index` stage: one table of a dataset's sequences -> data/<dataset>/index.parquet.
 
 Reads only metadata and labels through the dataset's adapter (`pipeline.datasets`), validates the
-table (unique ids, labels that fit their sequence, at least `min_frames` frames) and writes it
-atomically, so a failed run leaves the previous index untouched.
+table (unique ids that are safe group and file names, labels that fit their sequence, at least
+`min_frames` frames) and writes it atomically, so a failed run leaves the previous index untouched.
+Every refusal names the dataset, the sequence and its file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from pipeline.context import StageContext
 from pipeline.datasets import DatasetError, index_rows
-from pipeline.sequences import make_table, write_index
+from pipeline.sequences import make_table, source_file, write_index
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,11 @@ def run(ctx: StageContext) -> None:
     rows, label_names = index_rows(ctx.dataset)
     short = [r for r in rows if r["n_frames"] < params.min_frames]
     if short:
-        listed = ", ".join(f"{r['id']} ({r['n_frames']} frames, {r['video'] or r['frames_dir'] or r['pose']})" for r in short[:10])
+        listed = ", ".join(f"{r['id']} ({r['n_frames']} frames, {source_file(r)})" for r in short[:10])
         raise DatasetError(
             f"{ctx.name}: {len(short)} sequence(s) shorter than index.min_frames={params.min_frames}: {listed}"
         )
-    table = make_table([_relative_paths(r) for r in rows])
+    table = make_table([_relative_paths(r) for r in rows], where=f"{ctx.name} ({ctx.dataset.manifest})")
     write_index(table, ctx.index_path, label_names)
     seconds = time.perf_counter() - start
     splits = table.groupby("split").size().to_dict()

@@ -26,7 +26,7 @@ from typing import Literal
 from pipeline.context import StageContext
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, run_incremental
-from pipeline.sequences import file_fingerprint, read_index
+from pipeline.sequences import file_fingerprint, pose_source, read_index, visual_source
 from pipeline.store import ArtifactStore, StoreError, fingerprint
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class KeypointsParams:
 def run(ctx: StageContext) -> StageSummary:
     params = ctx.params(STAGE, KeypointsParams)
     index = read_index(ctx.index_path)
-    estimated = _estimated(ctx)
+    estimated = _estimated(ctx, list(index.rows()))
     no_pose = [row["id"] for row in index.rows() if not row["pose_format"] and row["id"] not in estimated]
     if no_pose:
         hint = (f"; estimate them from their videos with `pipeline estimate-pose --dataset {ctx.name}`"
@@ -69,14 +69,18 @@ def run(ctx: StageContext) -> StageSummary:
     tasks = []
     for row in index.rows():
         timeline = {k: row[k] for k in TIMELINE}
-        source = estimated.get(row["id"]) or row["pose_fingerprint"] or row["fingerprint"]
+        held = estimated.get(row["id"])  # (fingerprint, why unusable) of its estimated poses, if any
+        upstream = held[0] if held else pose_source(row)
         tasks.append(Task(
             seq_id=row["id"],
-            fingerprint=fingerprint(source, timeline, resolved, ctx.dataset.layout, models),
+            fingerprint=fingerprint(upstream, timeline, resolved, ctx.dataset.layout, models),
             n_frames=int(row["n_frames"]),
-            payload={"row": {"id": row["id"], "pose": row["pose"], **timeline}, "layout": ctx.dataset.layout,
-                     "params": resolved, "model_dir": str(model_dir),
-                     "estimated": ctx.artifact(ESTIMATED) if row["id"] in estimated else None},
+            source=pose_source(row),
+            payload={"row": {"id": row["id"], "dataset": ctx.name, "pose": row["pose"], **timeline},
+                     "layout": ctx.dataset.layout, "params": resolved, "model_dir": str(model_dir),
+                     "estimated": ctx.artifact(ESTIMATED) if held else None},
+            blocked=(f"its estimated poses in {ctx.artifact(ESTIMATED)} are {held[1]} (rerun `pipeline "
+                     f"estimate-pose --dataset {ctx.name}`)") if held and held[1] else None,
         ))
     summary = run_incremental(
         ctx.artifact(STAGE),
@@ -84,6 +88,7 @@ def run(ctx: StageContext) -> StageSummary:
         extract_sequence,
         stage=STAGE,
         params=resolved,
+        dataset=ctx.name,
         provenance={"layout": ctx.dataset.layout},
         scheduler=ctx.scheduler,
         workers=ctx.workers,
@@ -120,6 +125,7 @@ def extract_sequence(store_url: str, task: Task) -> int:
         task.seq_id,
         arrays,
         fingerprint=task.fingerprint,
+        source=task.source,
         attrs={
             "layout": layout,
             "joints": list(get_layout(layout).joints),
@@ -128,19 +134,22 @@ def extract_sequence(store_url: str, task: Task) -> int:
             "normalised3d": bool(joints_3d is not None and params.normalise3d),
             "fps": row["fps"],
             "n_frames": len(joints_2d),
-            "source": task.payload["estimated"] or row["pose"],
+            "source": f"{ESTIMATED}.zarr" if task.payload["estimated"] else row["pose"],
         },
     )
     return len(joints_2d)
 
 
-def _estimated(ctx: StageContext) -> dict[str, str]:
-    """{sequence id: fingerprint} of the poses the estimate_pose stage wrote ({} when it has not run)."""
+def _estimated(ctx: StageContext, rows: list[dict]) -> dict[str, tuple[str | None, str | None]]:
+    """{sequence id: (fingerprint, why it is unusable or None)} of every index sequence the estimate_pose stage's
+    store holds, complete or not ({} when it has not run): keypoints reads these instead of pose files."""
     try:
         store = ArtifactStore(ctx.artifact(ESTIMATED))
     except StoreError:
         return {}
-    return {seq: store.fingerprint_of(seq) for seq in store.sequences()}
+    held = set(store.all_groups())
+    return {row["id"]: (store.fingerprint_of(row["id"]), store.unusable(row["id"], source=visual_source(row)))
+            for row in rows if row["id"] in held}
 
 
 def _model_files_fingerprint(directory: Path) -> str:

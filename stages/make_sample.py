@@ -9,6 +9,12 @@
                                     downloaded offline); the sample's extract_dino params point at it
 
 Deterministic from `make_sample.seed`: each sequence draws from its own seeded generator.
+
+Safety: it writes only a manifest entry of kind `videos` (the sample's kind), and only into a root that
+is empty, absent, or holds the marker file `.made-by-make-sample` it wrote there itself; anything else
+is refused before a byte is touched. It builds the new sample in `<root>/.make-sample.tmp`, then
+replaces just the entries listed above, so it never deletes outside its root, nor any file of its root
+it does not write.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.context import StageContext
+from pipeline.datasets import DatasetError
 from pipeline.datasets.synthetic import (
     ACTIVITIES,
     label_offset,
@@ -33,6 +40,9 @@ from pipeline.dino.model import save_random_checkpoint
 from pipeline.skeletons.layouts import PENN13
 
 log = logging.getLogger(__name__)
+MARKER = ".made-by-make-sample"
+BUILD = ".make-sample.tmp"
+OUTPUTS = ("videos", "poses", "sequences.csv", "labels.csv", "label_names.csv", "dinov2-random")
 
 
 @dataclass(frozen=True)
@@ -55,10 +65,10 @@ class MakeSampleParams:
 
 def run(ctx: StageContext) -> None:
     params = ctx.params("make_sample", MakeSampleParams)
-    root = ctx.dataset.root
+    root = claim_root(ctx)
     start = time.perf_counter()
-    tmp = root.with_name(root.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = root / BUILD
+    _remove(tmp)
     for sub in ("videos", "poses"):
         (tmp / sub).mkdir(parents=True)
     plan = _plan(params)
@@ -84,10 +94,43 @@ def run(ctx: StageContext) -> None:
     save_random_checkpoint(tmp / "dinov2-random", hidden_size=params.dino_hidden, num_hidden_layers=params.dino_layers,
                            num_attention_heads=max(1, params.dino_hidden // 32), intermediate_size=4 * params.dino_hidden,
                            use_swiglu_ffn=False, image_size=224, seed=params.seed)
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
+    for name in OUTPUTS:  # replace only what make-sample writes
+        _remove(root / name)
+        (tmp / name).rename(root / name)
+    tmp.rmdir()
     log.info("sample: %d sequences, %d video frames in %.1f s -> %s", len(plan), n_frames,
              time.perf_counter() - start, root)
+
+
+def claim_root(ctx: StageContext) -> Path:
+    """The dataset's root, once it is sure to be make-sample's own (see the module docstring): created
+    with the marker when absent or empty; DatasetError, touching nothing, for any other folder or kind."""
+    spec, root = ctx.dataset, ctx.dataset.root
+    where = f"make-sample: dataset '{spec.name}' of {spec.manifest}"
+    if spec.kind != "videos":
+        raise DatasetError(f"{where} is of kind '{spec.kind}'; make-sample writes only the generated sample "
+                           f"(kind 'videos'), so it leaves {root} untouched")
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{where}: root {root} is a file, not a folder; make-sample leaves it untouched")
+    if root.is_dir() and any(root.iterdir()) and not (root / MARKER).is_file():
+        raise DatasetError(
+            f"{where}: root {root} holds files that make-sample did not write (no {MARKER} marker); it refuses "
+            f"to replace them. Point the entry's root at a new folder, or delete that folder yourself"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / MARKER
+    if not marker.is_file():
+        marker.write_text("This folder is written by `pipeline make-sample`, which replaces its videos/, poses/,\n"
+                          "*.csv and dinov2-random/ on every run. Do not keep your own files here.\n")
+    return root
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a link (not what it points to) or a folder of make-sample's own."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def _plan(params: MakeSampleParams) -> list[tuple[str, str, str, list[int]]]:

@@ -73,7 +73,7 @@ class AttentionLayer(nn.Module):
             kv = self.norm_kv(context)
         x = x + self.attn(q, kv, context_mask)
         x = x + self.ff(self.norm_ff(x))
-        return x * mask.unsqueeze(-1)
+        return x * mask.unsqueeze(-1)  # padding stays exactly zero, layer after layer
 
 
 class SelfAttentionStack(nn.Module):
@@ -114,6 +114,8 @@ class AlternatingEncoder(nn.Module):
             if i % 2 == 0:
                 a, b = layer(a, mask_a), layer(b, mask_b)
             else:
+                # both sides read the *previous* layer's a and b (the right-hand side is evaluated first),
+                # so the two directions are symmetric rather than b attending to an already-updated a
                 a, b = layer(a, mask_a, b, mask_b), layer(b, mask_b, a, mask_a)
         return self.norm(a) * mask_a.unsqueeze(-1), self.norm(b) * mask_b.unsqueeze(-1)
 

@@ -27,6 +27,8 @@ def _dtw(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> float:
             for f in range(F):
                 d = a[i, f] - b[j, f]
                 c += d * d
+            # Euclidean (not squared) per-frame cost: one badly matched frame must not outweigh the
+            # rest of the path, as a squared cost would let it
             acc[i + 1, j + 1] = np.sqrt(c) + min(acc[i, j + 1], acc[i + 1, j], acc[i, j])
     return acc[L, M]
 
@@ -36,8 +38,8 @@ def _pairwise(x: np.ndarray, mirrored: np.ndarray, use_mirror: bool) -> np.ndarr
     N, L = x.shape[0], x.shape[1]
     out = np.zeros((N, N))
     for i in numba.prange(N):
-        acc = np.empty((L + 1, L + 1))
-        for j in range(i + 1, N):
+        acc = np.empty((L + 1, L + 1))  # one scratch table per row, so threads never share one
+        for j in range(i + 1, N):  # upper triangle only: the caller mirrors it
             d = _dtw(x[i], x[j], acc)
             if use_mirror:
                 d = min(d, _dtw(x[i], mirrored[j], acc))

@@ -104,6 +104,8 @@ def neighbourhood(mask: Tensor, radius: float, dtype: torch.dtype = torch.float3
 def _log_marginal(weights: Tensor | None, mask: Tensor, dtype: torch.dtype) -> Tensor:
     """Log weights (B, N), 0 on padding (those entries are never used)."""
     weights = uniform_marginal(mask, dtype) if weights is None else weights.to(dtype)
+    # the smallest normal number of the dtype: a zero weight (unbalanced marginals can have them) gives a
+    # very negative, finite log instead of -inf, whose gradient would be NaN
     return torch.where(mask, weights.clamp_min(1e-300 if dtype == torch.float64 else 1e-38).log(), 0.0)
 
 

@@ -17,6 +17,7 @@ def frame_positions(mask: torch.Tensor) -> torch.Tensor:
 
     mask: (B, T) bool, True on real frames (which come first in each row).
     """
+    # the k-th real frame gets position k - 1 wherever padding sits; padding gets 0 (and is masked anyway)
     return (mask.long().cumsum(dim=1) - 1).clamp(min=0).float() * mask
 
 

@@ -55,6 +55,8 @@ def split_joints(joints: torch.Tensor, has_confidence: bool) -> tuple[torch.Tens
         xy, conf = joints[..., :-1], joints[..., -1]
     else:
         xy, conf = joints, torch.ones_like(joints[..., 0])
+    # a joint counts only when it has finite coordinates and a positive confidence: datasets mark missing
+    # joints with NaN (estimated poses), with 0 confidence (Penn's invisible joints), or both
     valid = torch.isfinite(xy).all(dim=-1) & torch.isfinite(conf) & (conf > 0)
     conf = torch.where(valid, conf, torch.zeros_like(conf))
     return torch.where(valid.unsqueeze(-1), xy, torch.zeros_like(xy)), conf

@@ -28,6 +28,8 @@ def predicted_index(logits: torch.Tensor, target_mask: torch.Tensor, target_inde
     target_mask: (B, N) bool. Returns (B, M): sum_k softmax(logits)[j, k] * target_index[k].
     """
     logits = logits.masked_fill(~target_mask[:, None, :], NEG)
+    # softmax in float32 even under bf16 autocast: with a 0.1 temperature the logits span tens of units and
+    # bf16's 8-bit mantissa would round the small weights that carry the index to zero
     weights = logits.float().softmax(dim=-1)
     return torch.einsum("bmn,bn->bm", weights, target_index.float())
 
@@ -70,6 +72,7 @@ def contrastive_regression_loss(
     the original frames, i_pred = sum_i i omega_ij, loss = mean_j (i_pred - i_gt(j))^2 (one direction).
     z: (B, M, D) original, index: (B, M) its normalised indices; z_aug: (B, N, D), index_aug: (B, N) the
     normalised original index of each augmented frame."""
+    # float32: cdist's |a|^2 + |b|^2 - 2ab expansion cancels catastrophically in bf16 for near frames
     dist = torch.cdist(z_aug.float(), z.float())  # (B, N, M)
     pred = predicted_index(-dist / temperature, mask, index)  # (B, N)
     return _masked_mean((pred - index_aug.float()) ** 2, mask_aug)
@@ -95,6 +98,8 @@ def _pair_negative_cosine(
     same = (index_t[:, :, None] == index_p[:, None, :]) & mask_t[:, :, None] & mask_p[:, None, :]  # (B, M, N)
     cos = cosine_similarity_matrix(target, pred)
     per_row = -(cos * same).sum(dim=(1, 2)) / same.sum(dim=(1, 2)).clamp(min=1)
+    # two views can share no original frame (a very short sequence resampled twice): such a row has no
+    # pairs and is left out of the mean, instead of counting as a perfect 0 that would dilute the others
     has_pairs = same.flatten(1).any(dim=1).to(per_row.dtype)
     return (per_row * has_pairs).sum() / has_pairs.sum().clamp(min=1)
 
@@ -157,7 +162,7 @@ def nearest_partners(keys: torch.Tensor) -> torch.Tensor:
     the most cosine-similar (B >= 2). No labels: partners are mined from what the model already encodes."""
     unit = F.normalize(keys.float(), dim=-1)
     sim = unit @ unit.T
-    sim.fill_diagonal_(float("-inf"))
+    sim.fill_diagonal_(float("-inf"))  # a sequence is never its own partner: the cycle must cross videos
     return sim.argmax(dim=1)
 
 
@@ -176,7 +181,9 @@ def relation_distillation_loss(
     student = (unit @ unit.T / temperature).masked_fill(~off, NEG).log_softmax(-1)
     dist = teacher_distance.to(keys.device).float()
     scale = (dist * off).sum(1, keepdim=True) / (B - 1)
+    # a batch of identical sequences has all-zero distances: the clamp keeps the teacher uniform, not NaN
     teacher = (-dist / (teacher_temperature * scale.clamp(min=1e-8))).masked_fill(~off, NEG).softmax(-1)
+    # KL(teacher || student); the clamp only guards log(0) on the masked diagonal, which `off` then drops
     return (teacher * (teacher.clamp(min=1e-12).log() - student) * off).sum(-1).mean()
 
 
@@ -189,6 +196,8 @@ def cycle_back_loss(
     vectors), which cycles back to a soft index in A; squared error to the frame's own normalised index.
     za: (B, M, D), mask_a: (B, M) bool, index_a: (B, M) normalised indices; zb: (B, N, D), mask_b: (B, N)."""
     alpha = (cosine_similarity_matrix(za, zb) / temperature).masked_fill(~mask_b[:, None, :], NEG).float().softmax(-1)
+    # the soft nearest neighbour is a weighted mean of B's frames, so the gradient reaches every frame of B
+    # (a hard argmax would train only the one frame it picks)
     soft = torch.einsum("bmn,bnd->bmd", alpha, zb.float())  # (B, M, D)
     pred = predicted_index(cosine_similarity_matrix(soft, za.float()) / temperature, mask_a, index_a)
     return _masked_mean((pred - index_a.float()) ** 2, mask_a)

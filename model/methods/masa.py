@@ -248,6 +248,7 @@ class Masa(AlignmentMethod):
         x1 = self.frame_inputs.features(view1, p.augment, gen)
         x2 = self.frame_inputs.features(view2, p.augment, gen)
         (u1, u2), (z1, z2), (h1, h2), (c1, c2) = self.forward_pair(x1, m1, x2, m2)
+        # indices as fractions of the original length: the loss means the same for 20 and 600 frames
         scale = (batch.lengths.to(z1.device) - 1).clamp(min=1).float()[:, None]
         o1, o2 = (m1, m2) if p.shared_trim else _overlap(g1, m1, g2, m2)
         matching = bidirectional_matching_loss(z1, o1, g1 / scale, z2, o2, g2 / scale, p.temperature)
@@ -291,6 +292,7 @@ class Masa(AlignmentMethod):
             scalars["relate"] = float(relate.detach())
         if p.cross_weight > 0 and z1.shape[0] >= 2:
             keys = c1 if c1 is not None else masked_mean_pool(u1, m1)
+            # partners are mined without gradient: the cross loss shapes the frame part, not the choice of partner
             partner = nearest_partners(keys.detach())
             f1, f2 = u1[..., : p.d_model], u2[..., : p.d_model]  # frame parts of U
             cross = cycle_back_loss(f1, m1, g1 / scale, f2[partner], m2[partner], p.cross_temperature)

@@ -205,6 +205,7 @@ class Vasot(AlignmentMethod):
         scalars = {"align": float(align.detach())}
         if p.segment_weight == 0:
             return p.align_weight * align, scalars
+        # the plan and the prototype codes are targets (SwAV-style): no gradient through the solver here
         plan_t = plan.detach()
         codes_a, codes_b = self.assign(z_a.detach(), m_a), self.assign(z_b.detach(), m_b)
         logits_a = (1 - self._prototype_cost(z_a)) / p.temperature

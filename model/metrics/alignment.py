@@ -225,6 +225,7 @@ def n_first_videos(n_videos: int, fraction: float) -> int:
     """How many training videos a label fraction uses: floor(fraction * N), at least one."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    # + 1e-9: 0.1 * 30 is 2.9999999999999996 in floating point, and the protocol means 3 videos
     return max(1, math.floor(fraction * n_videos + 1e-9))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.datasets import DatasetError
+from pipeline.datasets import DatasetError, integer_column, relative_inside
 from pipeline.datasets.segments import segments_to_frames
 from pipeline.manifest import DatasetSpec
 from pipeline.sequences import folder_fingerprint
@@ -36,7 +36,7 @@ def index_rows(spec: DatasetSpec) -> tuple[list[dict[str, Any]], dict[int, str]]
     split_path = spec.path("split")
     if split_path is None or not split_path.is_file():
         raise DatasetError(f"{spec.name}: split file not found: {split_path} (manifest key 'split')")
-    split = read_split(split_path)
+    split = read_split(split_path, dataset=spec.name)
     segments = read_action_labels(spec.path("labels", "action_labels"), where=spec.name)
     camera = spec.options.get("camera", "cam4")
     rows = []
@@ -70,19 +70,22 @@ def index_rows(spec: DatasetSpec) -> tuple[list[dict[str, Any]], dict[int, str]]
     return rows, LABEL_NAMES
 
 
-def read_split(path: Path) -> dict[str, str]:
-    """H2O path -> 'train' / 'val' / 'test' from a CASA/LAV split JSON."""
+def read_split(path: Path, *, dataset: str = "h2o") -> dict[str, str]:
+    """H2O path -> 'train' / 'val' / 'test' from a CASA/LAV split JSON; every path stays inside the root."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise DatasetError(f"cannot read split file {path}: {err}") from err
+        raise DatasetError(f"{dataset}: cannot read split file {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise DatasetError(f"{dataset}: {path}: expected a JSON object of split name -> sequence paths")
     out = {}
     for split_name, members in data.items():
         if split_name not in ("train", "val", "test"):
-            raise DatasetError(f"{path}: unknown split '{split_name}' (expected train/val/test)")
+            raise DatasetError(f"{dataset}: {path}: unknown split '{split_name}' (expected train/val/test)")
         for h2o_path in members:
+            relative_inside(str(h2o_path), where=f"{dataset}: {path}: split '{split_name}'")
             if h2o_path in out:
-                raise DatasetError(f"{path}: sequence {h2o_path} is in two splits")
+                raise DatasetError(f"{dataset}: {path}: sequence {h2o_path} is in two splits")
             out[h2o_path] = split_name
     return out
 
@@ -102,8 +105,12 @@ def read_action_labels(folder: Path, *, where: str) -> dict[str, list[tuple[int,
             raise DatasetError(f"{where}: cannot read {path}: {err}") from err
         if "action_label" not in table:  # the test file withholds labels
             continue
-        for r in table.itertuples():
-            out.setdefault(r.path, []).append((int(r.start_act), int(r.end_act), int(r.action_label)))
+        missing = [c for c in ("path", "start_act", "end_act") if c not in table]
+        if missing:
+            raise DatasetError(f"{where}: {path} lacks column(s) {missing}")
+        columns = [integer_column(table, c, where=f"{where}: {path}") for c in ("start_act", "end_act", "action_label")]
+        for h2o_path, start, end, label in zip(table["path"], *columns):
+            out.setdefault(h2o_path, []).append((int(start), int(end), int(label)))
     return out
 
 

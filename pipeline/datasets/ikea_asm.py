@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.datasets import DatasetError
+from pipeline.datasets import DatasetError, integer_column
 from pipeline.datasets.segments import segments_to_frames
 from pipeline.datasets.videos import probe_video
 from pipeline.manifest import DatasetSpec
@@ -84,6 +84,8 @@ def read_segments(path: Path, *, where: str) -> tuple[dict[str, list[tuple[int, 
     missing = [c for c in needed if c not in table]
     if missing:
         raise DatasetError(f"{where}: {path} lacks column(s) {missing}")
+    for column in ("start_frame", "end_frame_inclusive", "gt_label"):
+        table[column] = integer_column(table, column, where=f"{where}: {path}")
     segments: dict[str, list[tuple[int, int, int]]] = {}
     for r in table.itertuples():
         segments.setdefault(r.case_name, []).append((int(r.start_frame), int(r.end_frame_inclusive), int(r.gt_label)))

@@ -44,15 +44,15 @@ class PennLabels:
         return self.x.shape[0]
 
 
-def read_labels(path: str | Path) -> PennLabels:
-    """Read and check one `labels/NNNN.mat`; any defect raises DatasetError naming the file."""
+def read_labels(path: str | Path, *, dataset: str = "Penn Action") -> PennLabels:
+    """Read and check one `labels/NNNN.mat`; any defect raises DatasetError naming the dataset and file."""
     import scipy.io
 
     path = Path(path)
     try:
         mat = scipy.io.loadmat(path)
     except Exception as err:  # scipy raises ValueError/TypeError/OSError on truncated or foreign files
-        raise DatasetError(f"pennaction: cannot read label file {path}: {err}") from err
+        raise DatasetError(f"{dataset}: cannot read label file {path}: {err}") from err
     try:
         x = np.asarray(mat["x"], dtype=np.float64)
         y = np.asarray(mat["y"], dtype=np.float64)
@@ -72,10 +72,10 @@ def read_labels(path: str | Path) -> PennLabels:
             width=int(dims[1]),
         )
     except (KeyError, IndexError, ValueError) as err:
-        raise DatasetError(f"pennaction: label file {path} lacks or mangles a field: {err!r}") from err
+        raise DatasetError(f"{dataset}: label file {path} lacks or mangles a field: {err!r}") from err
     if not (x.shape == y.shape == vis.shape) or x.ndim != 2 or x.shape[1] != 13:
         raise DatasetError(
-            f"pennaction: label file {path}: x {x.shape}, y {y.shape}, visibility {vis.shape}; expected (T, 13) each"
+            f"{dataset}: label file {path}: x {x.shape}, y {y.shape}, visibility {vis.shape}; expected (T, 13) each"
         )
     return labels
 
@@ -88,7 +88,7 @@ def index_rows(spec: DatasetSpec) -> tuple[list[dict[str, Any]], dict[int, str]]
     keep = set(spec.options.get("actions") or [])
     rows = []
     for path in files:
-        lab = read_labels(path)
+        lab = read_labels(path, dataset=spec.name)
         if keep and lab.action not in keep:
             continue
         rows.append(_row(spec, lab, path))

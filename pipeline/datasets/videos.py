@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.datasets import DatasetError
+from pipeline.datasets import DatasetError, integer_column, refuse_duplicates
 from pipeline.manifest import DatasetSpec
 from pipeline.sequences import file_fingerprint
 from pipeline.video.timeline import resample_indices, uniform_times
@@ -91,6 +91,7 @@ def _read_sequences(spec: DatasetSpec, by_id: dict[str, Path], video_dir: Path) 
     if path is None:
         return {s: (p.parent.name if p.parent != video_dir else "all", "train") for s, p in by_id.items()}
     table = _read_csv(spec, path, ("sequence", "activity", "split"))
+    refuse_duplicates(table, ["sequence"], where=f"{spec.name}: {path}")
     missing = sorted(set(by_id) - set(table["sequence"]))
     if missing:
         raise DatasetError(f"{spec.name}: {path} lists no activity/split for sequence(s) {missing[:10]}")
@@ -105,6 +106,9 @@ def _read_labels(spec: DatasetSpec, ids: set[str]) -> dict[str, pd.DataFrame]:
     if path is None:
         return {}
     table = _read_csv(spec, path, ("sequence", "frame", "label"))
+    for column in ("frame", "label"):
+        table[column] = integer_column(table, column, where=f"{spec.name}: {path}")
+    refuse_duplicates(table, ["sequence", "frame"], where=f"{spec.name}: {path}")
     unknown = sorted(set(table["sequence"]) - ids)
     if unknown:
         raise DatasetError(f"{spec.name}: {path} labels unknown sequence(s) {unknown[:10]}")
@@ -116,6 +120,8 @@ def _read_label_names(spec: DatasetSpec) -> dict[int, str]:
     if path is None:
         return {}
     table = _read_csv(spec, path, ("label", "name"))
+    table["label"] = integer_column(table, "label", where=f"{spec.name}: {path}")
+    refuse_duplicates(table, ["label"], where=f"{spec.name}: {path}")
     return {int(r.label): str(r.name) for r in table.itertuples()}
 
 
@@ -124,9 +130,10 @@ def _to_timeline(labels: pd.DataFrame | None, n_source: int, source_fps: float, 
     if labels is None:
         return None
     frames = labels["frame"].to_numpy()
-    if frames.min() < 0 or frames.max() >= n_source:
+    outside = frames[(frames < 0) | (frames >= n_source)]
+    if outside.size:
         raise DatasetError(
-            f"{spec.name}: sequence {seq_id}: {spec.path('labels')} labels frame {int(frames.max())} "
+            f"{spec.name}: sequence {seq_id}: {spec.path('labels')} labels frame {int(outside[0])} "
             f"but the video has {n_source} frames (0..{n_source - 1})"
         )
     per_source = np.full(n_source, -1, dtype=np.int64)

@@ -10,7 +10,7 @@ wait for Python between batches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -41,15 +41,19 @@ def embed_jobs(
     *,
     show_progress: bool = False,
     cache_model: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """Embed `jobs` (stages.extract_dino.Job) and write each sequence; returns (written ids, {id: error}).
 
     `settings`: the extract_dino params plus `source` (ModelSource fields) and `device`. With
-    `cache_model` the model stays loaded in this process for the next call (dask workers)."""
+    `cache_model` the model stays loaded in this process for the next call (dask workers). `on_ready` is
+    called once the model has loaded, before anything is written (the stage records provenance there)."""
     device = resolve_device(settings["device"])
     dtype = resolve_dtype(settings["dtype"], device)
     source = ModelSource(**settings["source"])
     model = cached_model(source, device) if cache_model else load_model(source, device)
+    if on_ready is not None:
+        on_ready()
     embedder = Embedder(
         model, pooling=settings["pooling"], image_size=settings["image_size"], autocast_bf16=dtype == "bfloat16"
     )
@@ -174,6 +178,7 @@ class _Sink:
             job.seq_id,
             {"feature": (features, ("time", "feature"))},
             fingerprint=job.fingerprint,
+            source=job.source,
             attrs={**job.attrs, **self.attrs},
             compression=None,  # float16 features barely compress (1.1x): not worth the CPU
         )

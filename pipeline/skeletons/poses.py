@@ -95,31 +95,32 @@ def read_poses(row: Mapping[str, Any], layout: str, *, person: PersonChoice = "t
     frame count that disagrees with the index.
     """
     seq, fmt, path = row["id"], row["pose_format"], Path(row["pose"])
+    where = f"{row['dataset']}: sequence {seq}" if row.get("dataset") else f"sequence {seq}"
     if fmt not in READERS:
-        raise DatasetError(f"sequence {seq}: no pose source (pose_format {fmt!r}, pose {str(path)!r})")
+        raise DatasetError(f"{where}: no pose source (pose_format {fmt!r}, pose {str(path)!r})")
     if not path.exists():
-        raise DatasetError(f"sequence {seq}: pose source {path} does not exist")
+        raise DatasetError(f"{where}: pose source {path} does not exist")
     native = FORMAT_LAYOUTS.get(fmt, layout)
     try:
         conversion(native, layout)  # before reading: an impossible conversion fails at once
     except ConversionError as err:
-        raise DatasetError(f"sequence {seq}: {fmt} poses ({path}) are {native}, but the dataset layout is {layout}: "
+        raise DatasetError(f"{where}: {fmt} poses ({path}) are {native}, but the dataset layout is {layout}: "
                            f"{err}") from err
     try:
         poses = READERS[fmt](path, native, person)
     except DatasetError as err:
-        raise DatasetError(f"sequence {seq}: {err}") from err
-    except (OSError, ValueError, KeyError, IndexError) as err:
-        raise DatasetError(f"sequence {seq}: cannot read {fmt} poses {path}: {err}") from err
+        raise DatasetError(f"{where}: {err}") from err
+    except Exception as err:  # an unreadable file raises OSError, ValueError, KeyError, zipfile.BadZipFile...
+        raise DatasetError(f"{where}: cannot read {fmt} poses {path}: {type(err).__name__}: {err}") from err
     n_source = poses.n_frames
     if n_source != int(row["n_source_frames"]):
         raise DatasetError(
-            f"sequence {seq}: {path} holds {n_source} frames of poses, the index says {row['n_source_frames']}"
+            f"{where}: {path} holds {n_source} frames of poses, the index says {row['n_source_frames']}"
         )
     idx = resample_indices(uniform_times(n_source, float(row["source_fps"])), float(row["fps"]))
     if len(idx) != int(row["n_frames"]):
-        raise DatasetError(f"sequence {seq}: {path} resamples to {len(idx)} frames, the index says {row['n_frames']}")
-    return _converted(poses.take(idx), layout, f"sequence {seq}: {fmt} poses {path}")
+        raise DatasetError(f"{where}: {path} resamples to {len(idx)} frames, the index says {row['n_frames']}")
+    return _converted(poses.take(idx), layout, f"{where}: {fmt} poses {path}")
 
 
 def read_estimated(store_url: str, row: Mapping[str, Any], layout: str) -> Poses:
@@ -128,18 +129,19 @@ def read_estimated(store_url: str, row: Mapping[str, Any], layout: str) -> Poses
     from pipeline.store import ArtifactStore, StoreError
 
     seq = row["id"]
+    where = f"{row['dataset']}: sequence {seq}" if row.get("dataset") else f"sequence {seq}"
     try:
         store = ArtifactStore(store_url)
         attrs = store.attrs(seq)
         joints = np.asarray(store.read(seq, "joints_2d"), dtype=np.float32)
     except StoreError as err:
-        raise DatasetError(f"sequence {seq}: no estimated poses: {err}") from err
+        raise DatasetError(f"{where}: no estimated poses: {err}") from err
     if len(joints) != int(row["n_frames"]):
-        raise DatasetError(f"sequence {seq}: {store_url} holds {len(joints)} frames of estimated poses, the index "
+        raise DatasetError(f"{where}: {store_url} holds {len(joints)} frames of estimated poses, the index "
                            f"says {row['n_frames']} (stale: rerun `pipeline estimate-pose`)")
     size = tuple(int(v) for v in attrs["image_size"]) if attrs.get("image_size") else None
     poses = Poses(str(attrs["layout"]), joints, image_size=size, projection="estimated")
-    return _converted(poses, layout, f"sequence {seq}: estimated poses in {store_url}")
+    return _converted(poses, layout, f"{where}: estimated poses in {store_url}")
 
 
 def _converted(poses: Poses, layout: str, where: str) -> Poses:

@@ -103,7 +103,10 @@ def test_missing_and_mismatched_arrays_are_refused_naming_both(trained, tmp_path
 
 def test_the_command_names_a_missing_model_folder(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "data_manifest.yaml").write_text("datasets:\n  synth: {kind: videos, root: .}\n")
+    from tests.conftest import REPO
+
+    manifest = (REPO / "data_manifest.yaml").read_text() + "\n  synth: {kind: videos, root: .}\n"
+    (tmp_path / "data_manifest.yaml").write_text(manifest)
     shutil.copy(trained.params_path, tmp_path / "params.yaml")
     result = CliRunner().invoke(main, ["embed", "--dataset", "synth", "--model", "models/nowhere/masa"])
     assert result.exit_code == 1 and "models/nowhere/masa/checkpoint.pt" in result.output, result.output

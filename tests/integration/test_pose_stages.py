@@ -157,8 +157,9 @@ def test_smpl_parameters_are_lifted_projected_and_rendered(tmp_path):
 
 def test_missing_body_models_fail_with_where_to_get_them(tmp_path):
     ctx = _context(tmp_path, _smpl_dataset(tmp_path))
-    with pytest.raises(StageError, match=r"clip0.*SMPL_NEUTRAL\.pkl.*smpl\.is\.tue\.mpg\.de"):
+    with pytest.raises(StageError, match=r"clip0.*SMPL_NEUTRAL\.pkl.*smpl\.is\.tue\.mpg\.de") as err:
         keypoints.run(ctx)
+    assert str(err.value).count("SMPL_NEUTRAL.pkl (or .npz) not found") == 1  # said once, for every sequence
 
 
 def test_cli_on_the_generated_sample(project):

@@ -65,3 +65,20 @@ def test_uint8_frames_export_to_a_chosen_path(ctx, tmp_path):
 def test_missing_store_is_a_store_error(ctx):
     with pytest.raises(StoreError, match="heatmaps.zarr"):
         export.run(ctx, artifact="heatmaps")
+
+
+@pytest.mark.parametrize("artifact", ["../../../x", "/etc/passwd", "dino/../frames", "Dino", ""])
+def test_an_artifact_that_is_a_path_is_refused(ctx, tmp_path, artifact):
+    """`-a ../../../x` used to read (and by default write) outside data/<dataset>/."""
+    with pytest.raises(StoreError, match="is not an artifact name"):
+        export.run(ctx, artifact=artifact)
+
+
+def test_the_same_store_exports_to_the_same_bytes(ctx, tmp_path):
+    import time
+
+    ArtifactStore(ctx.artifact("dino"), mode="a").write_sequence(
+        "s", {"feature": (np.ones((3, 2), np.float16), ("time", "feature"))}, fingerprint="f")
+    first = export.run(ctx, artifact="dino", out=tmp_path / "a.h5").read_bytes()
+    time.sleep(1.1)  # HDF5 stored dataset times with a one-second resolution
+    assert export.run(ctx, artifact="dino", out=tmp_path / "b.h5").read_bytes() == first

@@ -47,7 +47,7 @@ def write_dataset(root, lengths=LENGTHS, decoded=None):
     for s, n in lengths.items():
         if decoded is None or s in decoded:
             store.write_sequence(s, {"rgb": (frames_of(s, n), ("time", "y", "x", "channel"))},
-                                 fingerprint=f"frames-{s}", attrs={"fps": 10.0, "n_frames": n})
+                                 fingerprint=f"frames-{s}", source=f"fp-{s}", attrs={"fps": 10.0, "n_frames": n})
 
 
 def make_ctx(root, **params) -> StageContext:
@@ -161,7 +161,7 @@ def test_undecoded_sequence_fails_by_name_and_the_others_are_written(tmp_path):
     save_random_checkpoint(tmp_path / "ckpt", **TINY)
     write_dataset(tmp_path, decoded={"s0", "s2", "s3"})
     ctx = make_ctx(tmp_path)
-    with pytest.raises(StageError, match=r"(?s)1 sequence\(s\) failed.*s1: no frames in .*frames.zarr"):
+    with pytest.raises(StageError, match=r"(?s)toy, .*dino.zarr\): 1 of 4 sequence\(s\) failed.*s1: no frames in .*frames.zarr \(absent\)"):
         extract_dino.run(ctx, device="cpu")
     assert sorted(stored(ctx)) == ["s0", "s2", "s3"]
 

@@ -39,7 +39,6 @@ def test_relative_root_and_env_expansion(tmp_path, monkeypatch):
         ("{kind: videos}", "missing key 'root'"),
         ("{kind: videos, root: x, fps: -3}", "key 'fps' must be a positive number"),
         ("{kind: videos, root: x, layout: body99}", "key 'layout' is 'body99'"),
-        ("{kind: videos, root: '${SURELY_UNSET_VAR_123}'}", "SURELY_UNSET_VAR_123"),
     ],
 )
 def test_bad_entries_name_dataset_and_key(tmp_path, entry, message):
@@ -61,3 +60,19 @@ def test_unknown_dataset(tmp_path):
     manifest = load_manifest(write(tmp_path, "datasets:\n  mine: {kind: videos, root: .}\n"))
     with pytest.raises(ManifestError, match="unknown dataset 'theirs'.*known: \\['mine'\\]"):
         manifest.get("theirs")
+
+
+def test_an_unset_variable_blocks_only_its_own_dataset(tmp_path):
+    """The docstring promised it; the whole manifest used to fail on the first unset variable."""
+    (tmp_path / "raw").mkdir()
+    manifest = load_manifest(write(tmp_path, "datasets:\n  ok: {kind: videos, root: raw}\n"
+                                             "  h2o: {kind: h2o, root: '${SURELY_UNSET_VAR_123}', split: s.json}\n"))
+    assert manifest.get("ok").root == tmp_path / "raw"
+    with pytest.raises(ManifestError, match=r"dataset 'h2o', key 'root': environment variable \$\{SURELY_UNSET_VAR_123\}"):
+        manifest.get("h2o")
+
+
+def test_a_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = write(tmp_path, "datasets:\n  a: {kind: videos, root: raw\n  b: [\n")
+    with pytest.raises(ManifestError, match=r"data_manifest.yaml: line \d+, column \d+: not valid YAML"):
+        load_manifest(path)

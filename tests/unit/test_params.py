@@ -3,7 +3,13 @@ from typing import Literal
 
 import pytest
 
-from pipeline.params import ParamsError, from_dict, load_section
+from pipeline.params import (
+    ParamsError,
+    check_params_file,
+    from_dict,
+    load_section,
+    read_params_file,
+)
 
 
 @dataclass(frozen=True)
@@ -81,3 +87,54 @@ def test_optional_and_bool_strictness():
     assert from_dict(Section, raw, where="x").device is None
     with pytest.raises(ParamsError):
         from_dict(Section, {**raw, "batch": True}, where="x")
+
+
+def test_the_shipped_params_file_loads_every_section_strictly():
+    """Every stage's and method's section of the repository's params.yaml, for every dataset it overrides."""
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    from model.registry import get_method, method_names
+    from model.trainer import TrainParams
+
+    path = Path(__file__).resolve().parents[2] / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    classes = {name: get_method(name).params_cls for name in method_names()}
+    classes["train"] = TrainParams
+    for section in set(data) - set(classes) - {"dag"}:
+        module = importlib.import_module(f"stages.{section}")
+        classes[section] = getattr(module, "".join(w.title() for w in section.split("_")) + "Params")
+    for section, cls in classes.items():
+        for dataset in [None, *(data[section].get("overrides") or {})]:
+            load_section(section, cls, path, dataset=dataset)
+
+
+def test_the_repository_params_name_only_known_sections_and_datasets():
+    from pipeline.cli import known_sections
+    from pipeline.manifest import load_manifest
+    from tests.conftest import REPO
+
+    check_params_file(REPO / "params.yaml", sections=known_sections(),
+                      datasets=load_manifest(REPO / "data_manifest.yaml").names)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("decoed: {crop: 224}\n", r"unknown section\(s\) \['decoed'\]"),
+    ("heatmaps: {size: 30, overrides: {sampel: {size: 20}}}\n", r"heatmaps.overrides names dataset\(s\) \['sampel'\]"),
+    ("heatmaps: {size: 30, overrides: [sample]}\n", "heatmaps.overrides must be a mapping"),
+])
+def test_unknown_sections_and_override_datasets_are_errors(tmp_path, text, message):
+    """Both used to be ignored silently."""
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError, match=message):
+        check_params_file(path, sections={"decode", "heatmaps", "dag"}, datasets={"sample"})
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("decode:\n  crop: [224\n  resize_short: 256\n")
+    with pytest.raises(ParamsError, match=r"params.yaml: line \d+, column \d+: not valid YAML"):
+        read_params_file(path)

@@ -1,9 +1,12 @@
+import json
 import multiprocessing
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from pipeline.store import ArtifactStore, StoreError, fingerprint
+from pipeline.store import ArtifactStore, StoreError, fingerprint, sequence_id_problem
 
 
 def features(n=5, d=4, value=1.0):
@@ -119,3 +122,99 @@ def test_missing_store_is_a_clear_error(tmp_path):
 def test_fingerprint_is_stable_and_sensitive():
     assert fingerprint("a", {"x": 1, "y": 2}) == fingerprint("a", {"y": 2, "x": 1})
     assert fingerprint("a", {"x": 1}) != fingerprint("a", {"x": 2})
+
+
+@pytest.mark.parametrize("compression", ["zstd", None])
+def test_every_chunk_carries_a_crc32c_checksum_last(tmp_path, compression):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.write_sequence("s1", {"feature": features()}, fingerprint="f", compression=compression)
+    codecs = [c["name"] for c in json.loads((tmp_path / "a.zarr" / "s1" / "feature" / "zarr.json").read_text())["codecs"]]
+    assert codecs[-1] == "crc32c" and ("zstd" in codecs) == (compression == "zstd")
+
+
+@pytest.mark.parametrize("compression", ["zstd", None])
+def test_a_corrupted_chunk_is_an_error_naming_store_sequence_array_and_chunk(tmp_path, compression):
+    """Same-size random bytes over an uncompressed chunk used to read back as garbage numbers."""
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.write_sequence("s1", {"feature": features(n=50)}, fingerprint="f", compression=compression)
+    chunk = tmp_path / "a.zarr" / "s1" / "feature" / "c" / "0" / "0"
+    chunk.write_bytes(np.random.default_rng(0).integers(0, 256, chunk.stat().st_size, dtype=np.uint8).tobytes())
+    reader = ArtifactStore(tmp_path / "a.zarr")
+    for read in (lambda: reader.read("s1", "feature"), lambda: reader.array("s1", "feature")[10:20]):
+        with pytest.raises(StoreError) as err:
+            read()
+        message = str(err.value)
+        assert str(tmp_path / "a.zarr") in message and "sequence s1" in message and "'feature'" in message
+        assert "c/0/0" in message and "corrupt" in message
+
+
+def test_a_group_with_corrupt_metadata_counts_as_incomplete_and_can_be_rewritten(tmp_path):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    for s in ("s1", "s2"):
+        store.write_sequence(s, {"feature": features()}, fingerprint=s)
+    (tmp_path / "a.zarr" / "s2" / "zarr.json").write_text("{not json")
+    reader = ArtifactStore(tmp_path / "a.zarr")
+    assert reader.all_groups() == ["s1", "s2"] and reader.sequences() == ["s1"]
+    assert reader.status("s2") == "unreadable" and not reader.is_current("s2", "s2")
+    assert "metadata is unreadable" in reader.unusable("s2")
+    with pytest.raises(StoreError, match=r"no complete sequence 's2' \(its metadata is unreadable"):
+        reader.read("s2", "feature")
+    store.write_sequence("s2", {"feature": features(value=7)}, fingerprint="s2")
+    assert ArtifactStore(tmp_path / "a.zarr").read("s2", "feature")[0, 0] == 7
+
+
+def test_stale_sequences_are_hidden_and_revived_with_their_content(tmp_path):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.write_sequence("s1", {"feature": features(value=3)}, fingerprint="f", source="video-v1")
+    store.invalidate("s1", "its video changed")
+    assert store.sequences() == [] and store.status("s1") == "stale"
+    assert store.unusable("s1") == "stale: its video changed"
+    assert store.revivable("s1", "f", "video-v1") and not store.revivable("s1", "f", "video-v2")
+    store.revive("s1")
+    assert store.sequences() == ["s1"] and "stale" not in store.attrs("s1")
+    assert store.read("s1", "feature")[0, 0] == 3
+
+
+def test_a_sequence_made_from_another_source_is_not_usable_downstream(tmp_path):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.write_sequence("s1", {"feature": features()}, fingerprint="f", source="video-v1")
+    assert store.unusable("s1", source="video-v1") is None
+    assert "another version of its source" in store.unusable("s1", source="video-v2")
+    assert not store.is_current("s1", "f", source="video-v2")
+
+
+@pytest.mark.parametrize("seq_id", ["", ".", "..", "a/b"])
+def test_delete_never_reaches_beyond_one_group(tmp_path, seq_id):
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.write_sequence("s1", {"feature": features()}, fingerprint="f")
+    with pytest.raises(StoreError, match="refusing to delete"):
+        store.delete(seq_id)
+    assert store.sequences() == ["s1"]
+
+
+@pytest.mark.parametrize("seq_id", ["my video", "-x", ".", "..", ".hidden", "zarr.json", "a/b", ""])
+def test_ids_that_are_paths_options_or_hidden_are_refused(seq_id):
+    assert sequence_id_problem(seq_id) is not None
+    assert sequence_id_problem("squat_val_000") is None and sequence_id_problem("0001.v2") is None
+
+
+def test_a_killed_writers_scratch_is_cleaned_and_a_failed_write_leaves_none(tmp_path, monkeypatch):
+    import socket
+
+    store = ArtifactStore(tmp_path / "a.zarr", mode="a")
+    store.write_sequence("s1", {"feature": features()}, fingerprint="f")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    leftover = tmp_path / "a.zarr" / f".writing@s2@{socket.gethostname()}@{int(dead.stdout)}@0000"
+    (leftover / "feature").mkdir(parents=True)
+    assert store.all_groups() == ["s1"]  # scratch is never a sequence
+    store.prune(["s1", "s2"])
+    assert not leftover.exists() and store.sequences() == ["s1"]
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ArtifactStore, "_write_group", broken)
+    with pytest.raises(OSError, match="disk full"):
+        store.write_sequence("s2", {"feature": features()}, fingerprint="f")
+    assert sorted(p.name for p in (tmp_path / "a.zarr").iterdir()) == ["s1", "zarr.json"]
