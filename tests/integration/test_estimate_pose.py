@@ -151,3 +151,15 @@ def test_which_sequences_are_estimated():
     every = repo_params("estimate_pose", estimate_pose.EstimatePoseParams, sequences="all")
     assert [t.seq_id for t in estimate_pose.make_tasks(rows, missing)] == ["b"]
     assert [t.seq_id for t in estimate_pose.make_tasks(rows, every)] == ["a", "b"]
+
+
+def test_keypoints_refuse_stale_estimated_poses_naming_the_fix(tmp_path):
+    blank = write_video(tmp_path / "blank.mp4", np.full((6, 32, 32, 3), 90, np.uint8), fps=6)
+    ctx = _context(tmp_path / "project", {"blank": blank}, fps=6)
+    estimate_pose.run(ctx)
+    ArtifactStore(ctx.artifact("poses"), mode="a").invalidate("blank", "its video failed to re-estimate")
+    with pytest.raises(StageError, match=r"blank.*estimated poses in .*poses\.zarr are stale: its video failed"
+                                         r".*pipeline estimate-pose --dataset clips"):
+        keypoints.run(ctx)
+    estimate_pose.run(ctx)  # re-estimated: keypoints work again
+    assert keypoints.run(ctx).computed == ["blank"]
