@@ -27,6 +27,7 @@ USER_ERRORS = (
     "pipeline.datasets.DatasetError",
     "pipeline.dino.model.ModelUnavailableError",
     "stages.evaluate.EvaluateError",
+    "stages.shared.align_sources.AlignError",
 )
 
 
@@ -236,6 +237,33 @@ def report(obj, out):
     from stages import report as stage
 
     stage.run(workdir=Path("."), out=out)
+
+
+@main.command("align")
+@click.argument("video_a")
+@click.argument("video_b")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Folder for the outputs.")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="A trained model folder models/<D>/<method> (default: align normalised poses).")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path(".cache/align"), show_default=True,
+              help="Workspaces of aligned video files, keyed by content.")
+@device_option
+@click.pass_obj
+def align(obj, video_a, video_b, out, model, cache, device):
+    """Align two videos frame by frame (files, or DATASET:SEQ): CSV, JSON, side-by-side video, HTML page."""
+    from stages import align as stage
+    from stages import index, keypoints
+
+    try:
+        from stages import estimate_pose
+    except ImportError:  # the pose estimation stage is not installed in this checkout
+        estimate_pose = None
+    request = stage.AlignRequest(video_a, video_b, out, model, device, obj["params"], obj["manifest"],
+                                 obj["store_root"], cache)
+    upstream = [index.run] + ([estimate_pose.run] if estimate_pose else []) + [keypoints.run]
+    document = stage.run(request, upstream=upstream)
+    click.echo(document["summary_text"])
+    click.echo(f"open {out / 'alignment.html'}")
 
 
 @main.command("export")

@@ -1,0 +1,225 @@
+"""Dynamic time warping that returns its path: which frame of one video matches which frame of another.
+
+`dtw_path(cost)` finds the monotonic, continuous warping path through an (N, M) cost matrix (frames of A by
+frames of B) with the least accumulated cost, under a step pattern:
+
+- `symmetric2` (Sakoe & Chiba 1978; dtw-python's default): steps (1, 1) weight 2, (1, 0) and (0, 1) weight 1.
+  Every path from (i0, j0) to (i1, j1) has total weight (i1 - i0) + (j1 - j0) + 2, whatever its shape, so no
+  shape is favoured and costs of paths of different lengths compare after dividing by that weight;
+- `symmetric1`: the same steps, all of weight 1 (favours the diagonal: fewer cells);
+- `asymmetric`: A advances one frame per step, B by 0, 1 or 2 (weight 1): every frame of A appears once,
+  B may run at most twice as fast as A.
+
+Open ends (`open_begin`, `open_end`): either video may have extra frames before (after) the matched motion.
+The path may then start anywhere on the first row or column (end anywhere on the last row or column), and
+each frame left out at an end costs `skip_cost`, the price of a step that matches nothing. A frame is left
+out when matching it would cost more than that, so `skip_cost` is a threshold on the local cost: infinity
+gives the closed path from (0, 0) to (N - 1, M - 1), 0 would let the path shrink to almost nothing.
+`band` (a Sakoe-Chiba band) keeps the path within `band` frames of the diagonal between the matrix corners.
+
+`frame_mapping(path, cost, n_a)` turns a path into one matched B frame per frame of A (the cheapest cell of
+the path on A's row; A's frames left out by open ends take the nearest end of the path), which is monotonic.
+Pure numpy/numba: no files, no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numba
+import numpy as np
+
+StepPattern = Literal["symmetric2", "symmetric1", "asymmetric"]
+_PATTERNS = ("symmetric2", "symmetric1", "asymmetric")
+# predecessor codes in the backtracking table
+_START, _DIAG, _UP, _LEFT, _DIAG2 = 0, 1, 2, 3, 4
+_STEPS = {_DIAG: (1, 1), _UP: (1, 0), _LEFT: (0, 1), _DIAG2: (1, 2)}
+
+
+@dataclass(frozen=True)
+class WarpingPath:
+    """path: (L, 2) int64 (frame of A, frame of B) pairs, both non-decreasing, consecutive pairs one step
+    apart; cost: the accumulated cost (with skipped end frames); normalised_cost: cost / the path's total
+    step weight plus skipped frames (a mean per-frame distance, comparable across lengths)."""
+
+    path: np.ndarray
+    cost: float
+    normalised_cost: float
+
+
+@numba.njit(cache=True)
+def _accumulate(cost, pattern, open_begin, open_end, skip, band):
+    """Fill the accumulated-cost table D (N, M) and the predecessor table (N, M) int8; returns D, pred."""
+    n, m = cost.shape
+    acc = np.full((n, m), np.inf)
+    pred = np.zeros((n, m), np.int8)
+    slope = (m - 1) / (n - 1) if n > 1 else 0.0
+    w_diag = 2.0 if pattern == 0 else 1.0
+    w_start = 2.0 if pattern == 0 else 1.0
+    for i in range(n):
+        for j in range(m):
+            if band >= 0 and abs(j - i * slope) > band:
+                continue
+            c = cost[i, j]
+            best, code = np.inf, _START
+            if i == 0 and j == 0:
+                best = w_start * c
+            elif open_begin and (i == 0 or j == 0):
+                best = (i + j) * skip + w_start * c
+            if pattern == 2:  # asymmetric: A advances by one, B by 0, 1 or 2
+                if i > 0:
+                    for dj, step in ((0, _UP), (1, _DIAG), (2, _DIAG2)):
+                        if j - dj >= 0 and acc[i - 1, j - dj] + c < best:
+                            best, code = acc[i - 1, j - dj] + c, step
+            else:
+                if i > 0 and j > 0 and acc[i - 1, j - 1] + w_diag * c < best:
+                    best, code = acc[i - 1, j - 1] + w_diag * c, _DIAG
+                if i > 0 and acc[i - 1, j] + c < best:
+                    best, code = acc[i - 1, j] + c, _UP
+                if j > 0 and acc[i, j - 1] + c < best:
+                    best, code = acc[i, j - 1] + c, _LEFT
+            acc[i, j] = best
+            pred[i, j] = code
+    return acc, pred
+
+
+@numba.njit(cache=True)
+def _backtrack(pred, i, j):
+    out = np.empty((i + j + 2, 2), np.int64)
+    k = 0
+    while True:
+        out[k, 0], out[k, 1] = i, j
+        k += 1
+        code = pred[i, j]
+        if code == _START:
+            break
+        if code == _DIAG:
+            i, j = i - 1, j - 1
+        elif code == _UP:
+            i -= 1
+        elif code == _LEFT:
+            j -= 1
+        else:
+            i, j = i - 1, j - 2
+    return out[:k][::-1].copy()
+
+
+def dtw_path(
+    cost: np.ndarray,
+    *,
+    step_pattern: StepPattern = "symmetric2",
+    open_begin: bool = False,
+    open_end: bool = False,
+    skip_cost: float = np.inf,
+    band: int | None = None,
+) -> WarpingPath:
+    """The least-cost warping path through cost (N, M) >= 0 (module docstring for the options).
+
+    band: None for no band, else the largest |j - i (M - 1) / (N - 1)| a path cell may have (frames of B).
+    Raises ValueError for an empty or non-finite matrix, an unknown pattern, or a band that admits no path.
+    """
+    cost = np.ascontiguousarray(cost, dtype=np.float64)
+    if cost.ndim != 2 or min(cost.shape) < 1:
+        raise ValueError(f"cost must be a non-empty (N, M) matrix, got shape {cost.shape}")
+    if not np.isfinite(cost).all():
+        raise ValueError("cost holds NaN or infinite values")
+    if step_pattern not in _PATTERNS:
+        raise ValueError(f"step_pattern must be one of {_PATTERNS}, got {step_pattern!r}")
+    if (open_begin or open_end) and not skip_cost >= 0:
+        raise ValueError(f"open ends need a skip_cost >= 0, got {skip_cost}")
+    n, m = cost.shape
+    skip = float(skip_cost) if np.isfinite(skip_cost) else 1e300
+    acc, pred = _accumulate(cost, _PATTERNS.index(step_pattern), open_begin, open_end, skip,
+                            -1.0 if band is None else float(band))
+    end_i, end_j, total = _best_end(acc, open_end, skip)
+    if not np.isfinite(total) or total >= 1e299:
+        raise ValueError(f"no warping path through a {n} x {m} matrix with step pattern {step_pattern}"
+                         f"{'' if band is None else f' and band {band}'}")
+    path = _backtrack(pred, end_i, end_j)
+    return WarpingPath(path, float(total), float(total) / _weight(path, n, m, step_pattern))
+
+
+def _best_end(acc: np.ndarray, open_end: bool, skip: float) -> tuple[int, int, float]:
+    """(i, j, total) of the cheapest end: the last cell, or with open ends any cell of the last row or column
+    plus the frames it leaves out at the end."""
+    n, m = acc.shape
+    if not open_end:
+        return n - 1, m - 1, float(acc[-1, -1])
+    row = acc[-1, :] + (m - 1 - np.arange(m)) * skip  # ends on A's last frame, B's later frames skipped
+    col = acc[:, -1] + (n - 1 - np.arange(n)) * skip
+    j, i = int(np.argmin(row)), int(np.argmin(col))
+    return (n - 1, j, float(row[j])) if row[j] <= col[i] else (i, m - 1, float(col[i]))
+
+
+def _weight(path: np.ndarray, n: int, m: int, pattern: str) -> float:
+    """Total step weight of `path` plus the frames it leaves out (the denominator of the normalised cost)."""
+    (i0, j0), (i1, j1) = path[0], path[-1]
+    skipped = i0 + j0 + (n - 1 - i1) + (m - 1 - j1)
+    if pattern == "symmetric2":
+        return float((i1 - i0) + (j1 - j0) + 2 + skipped)
+    return float(len(path) + skipped)
+
+
+def frame_mapping(path: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """(L, 2) path, (N, M) cost -> (N,) int64: for each frame of A, the frame of B it is matched with.
+
+    Where the path holds several cells on A's row (B waits while A moves on is the other case), the
+    cheapest is taken; A's frames before (after) the path take its first (last) B frame. Non-decreasing."""
+    n = cost.shape[0]
+    out = np.empty(n, np.int64)
+    best = np.full(n, np.inf)
+    for i, j in path:
+        if cost[i, j] < best[i]:
+            best[i], out[i] = cost[i, j], j
+    first, last = path[0], path[-1]
+    out[: first[0]] = first[1]
+    out[last[0] + 1 :] = last[1]
+    return out
+
+
+def warp_summary(mapping: np.ndarray, path: np.ndarray, fps_a: float, fps_b: float) -> dict:
+    """Who runs ahead: mapping (N_a,) B's frame per frame of A, path (L, 2), frame rates -> a JSON-able summary.
+
+    lag(t) = B's time minus A's time at matched moments (frame k at k / fps): positive where B reaches a moment
+    of the motion later than A does (B behind), negative where earlier (B ahead). Over the path's span of A
+    (the matched motion): its lag at the start and end, the extremes and where they occur, and tempo = B's
+    duration for that span over A's (above 1: B is slower)."""
+    t_a = np.arange(len(mapping)) / fps_a
+    lag = mapping / fps_b - t_a
+    i0, i1 = int(path[0][0]), int(path[-1][0])
+    span = slice(i0, i1 + 1)
+    k_ahead, k_behind = i0 + int(np.argmin(lag[span])), i0 + int(np.argmax(lag[span]))
+    dur_a = (i1 - i0) / fps_a
+    dur_b = (int(mapping[i1]) - int(mapping[i0])) / fps_b
+    return {
+        "lag_definition": "B's time minus A's time at matched frames (s); > 0: B behind, < 0: B ahead",
+        "matched_a_s": [round(i0 / fps_a, 4), round(i1 / fps_a, 4)],
+        "matched_b_s": [round(int(mapping[i0]) / fps_b, 4), round(int(mapping[i1]) / fps_b, 4)],
+        "lag_at_start_s": round(float(lag[i0]), 4),
+        "lag_at_end_s": round(float(lag[i1]), 4),
+        "most_ahead": {"lag_s": round(float(lag[k_ahead]), 4), "at_a_s": round(k_ahead / fps_a, 4)},
+        "most_behind": {"lag_s": round(float(lag[k_behind]), 4), "at_a_s": round(k_behind / fps_a, 4)},
+        "tempo_b_over_a": round(dur_b / dur_a, 4) if dur_a > 0 else None,
+        "lag_s": np.round(lag, 4).tolist(),
+    }
+
+
+def summary_text(summary: dict, duration_a: float, duration_b: float) -> str:
+    """One or two sentences a person reads first."""
+    def side(lag: float) -> str:
+        return f"{abs(lag):.2f} s {'behind' if lag > 0 else 'ahead of'} A" if abs(lag) >= 0.005 else "level with A"
+
+    (a0, a1), (b0, b1) = summary["matched_a_s"], summary["matched_b_s"]
+    tempo = summary["tempo_b_over_a"]
+    text = (f"A lasts {duration_a:.2f} s, B {duration_b:.2f} s. The motion of A from {a0:.2f} to {a1:.2f} s matches "
+            f"B from {b0:.2f} to {b1:.2f} s")
+    text += f" (B takes {tempo:.2f}x A's time). " if tempo else ". "
+    ahead, behind = summary["most_ahead"], summary["most_behind"]
+    text += f"B starts {side(summary['lag_at_start_s'])}"
+    if ahead["lag_s"] < min(summary["lag_at_start_s"], summary["lag_at_end_s"]) - 0.005:
+        text += f", is furthest ahead at A {ahead['at_a_s']:.2f} s ({side(ahead['lag_s'])})"
+    if behind["lag_s"] > max(summary["lag_at_start_s"], summary["lag_at_end_s"]) + 0.005:
+        text += f", is furthest behind at A {behind['at_a_s']:.2f} s ({side(behind['lag_s'])})"
+    text += f" and ends {side(summary['lag_at_end_s'])}."
+    return text
