@@ -26,6 +26,8 @@ USER_ERRORS = (
     "pipeline.runner.StageError",
     "pipeline.datasets.DatasetError",
     "pipeline.dino.model.ModelUnavailableError",
+    "pipeline.skeletons.estimator.EstimatorError",
+    "pipeline.skeletons.convert.ConversionError",
     "stages.evaluate.EvaluateError",
     "stages.shared.align_sources.AlignError",
 )
@@ -177,6 +179,18 @@ def extract_dino(obj, dataset, scheduler, device):
     from stages import extract_dino as stage
 
     stage.run(make_context(obj, dataset, scheduler=scheduler), device=device)
+
+
+@main.command("estimate-pose")
+@dataset_option
+@scheduler_option
+@workers_option
+@click.pass_obj
+def estimate_pose(obj, dataset, scheduler, workers):
+    """Estimate 2D poses (MediaPipe BlazePose) of videos without pose files into data/<dataset>/poses.zarr."""
+    from stages import estimate_pose as stage
+
+    stage.run(make_context(obj, dataset, scheduler=scheduler, workers=workers))
 
 
 @main.command("keypoints")

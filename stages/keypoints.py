@@ -1,7 +1,10 @@
 """`keypoints` stage: every sequence's 2D (and 3D, where it exists) joints -> data/<D>/keypoints.zarr.
 
-Reads each index row's pose source (`pipeline.skeletons.poses`), lifts SMPL/MANO parameters through the body
-models when an npz holds them (`pipeline.skeletons.body_models`), optionally normalises the 3D joints, and writes:
+Reads each index row's pose source (`pipeline.skeletons.poses`): the poses the `estimate_pose` stage wrote
+for it in `data/<D>/poses.zarr` when there are any, else its pose file; converts them to the dataset's
+layout when they are in another (`pipeline.skeletons.convert`: estimated blazepose33 -> penn13, ...); lifts
+SMPL/MANO parameters through the body models when an npz holds them (`pipeline.skeletons.body_models`),
+optionally normalises the 3D joints, and writes:
 
     {seq}/joints_2d (time, joint, coord)  [x, y, conf] float32, image pixels (conf 0 = missing)
     {seq}/joints_3d (time, joint, xyz)    float32, where the source has 3D
@@ -9,7 +12,8 @@ models when an npz holds them (`pipeline.skeletons.body_models`), optionally nor
 with attrs `layout` (skeleton name), `joints`, `image_size` ([width, height] or null), `projection`,
 `fps`, `n_frames`. Every sequence of a store has the dataset's layout. Incremental: a sequence is
 recomputed when its pose source (the index's `pose_fingerprint`), timeline, these params or the body
-model files change; a new video alone does not touch it.
+model files change (for estimated poses: when the estimated sequence changes); a new video alone does not
+touch a sequence with a pose file.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from pipeline.context import StageContext
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, run_incremental
 from pipeline.sequences import file_fingerprint, read_index
-from pipeline.store import ArtifactStore, fingerprint
+from pipeline.store import ArtifactStore, StoreError, fingerprint
 
 log = logging.getLogger(__name__)
 STAGE = "keypoints"
 TIMELINE = ("fps", "n_frames", "n_source_frames", "source_fps", "pose_format")
+ESTIMATED = "poses"  # the estimate_pose stage's artifact
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,14 @@ class KeypointsParams:
 def run(ctx: StageContext) -> StageSummary:
     params = ctx.params(STAGE, KeypointsParams)
     index = read_index(ctx.index_path)
-    no_pose = [row["id"] for row in index.rows() if not row["pose_format"]]
+    estimated = _estimated(ctx)
+    no_pose = [row["id"] for row in index.rows() if not row["pose_format"] and row["id"] not in estimated]
     if no_pose:
+        hint = (f"; estimate them from their videos with `pipeline estimate-pose --dataset {ctx.name}`"
+                if any(r["video"] or r["frames_dir"] for r in index.rows() if r["id"] in set(no_pose)) else "")
         raise StageError(
             f"{STAGE}: {len(no_pose)} sequence(s) of {ctx.index_path} have no pose source "
-            f"(dataset {ctx.name}, manifest {ctx.dataset.manifest}): {', '.join(no_pose[:10])}"
+            f"(dataset {ctx.name}, manifest {ctx.dataset.manifest}): {', '.join(no_pose[:10])}{hint}"
         )
     model_dir = (Path(ctx.workdir) / params.body_model_dir).resolve()
     resolved = to_dict(params)
@@ -61,13 +69,14 @@ def run(ctx: StageContext) -> StageSummary:
     tasks = []
     for row in index.rows():
         timeline = {k: row[k] for k in TIMELINE}
+        source = estimated.get(row["id"]) or row["pose_fingerprint"] or row["fingerprint"]
         tasks.append(Task(
             seq_id=row["id"],
-            fingerprint=fingerprint(row["pose_fingerprint"] or row["fingerprint"], timeline, resolved,
-                                    ctx.dataset.layout, models),
+            fingerprint=fingerprint(source, timeline, resolved, ctx.dataset.layout, models),
             n_frames=int(row["n_frames"]),
             payload={"row": {"id": row["id"], "pose": row["pose"], **timeline}, "layout": ctx.dataset.layout,
-                     "params": resolved, "model_dir": str(model_dir)},
+                     "params": resolved, "model_dir": str(model_dir),
+                     "estimated": ctx.artifact(ESTIMATED) if row["id"] in estimated else None},
         ))
     summary = run_incremental(
         ctx.artifact(STAGE),
@@ -86,11 +95,14 @@ def extract_sequence(store_url: str, task: Task) -> int:
     """Read (and lift) one sequence's poses and write them; returns its frame count."""
     from pipeline.skeletons.body_models import lift, normalise_3d
     from pipeline.skeletons.layouts import get_layout
-    from pipeline.skeletons.poses import read_poses
+    from pipeline.skeletons.poses import read_estimated, read_poses
 
     params = KeypointsParams(**task.payload["params"])
     row, layout = task.payload["row"], task.payload["layout"]
-    poses = read_poses(row, layout, person=params.openpose_person)
+    if task.payload["estimated"]:
+        poses = read_estimated(task.payload["estimated"], row, layout)
+    else:
+        poses = read_poses(row, layout, person=params.openpose_person)
     joints_2d, joints_3d, projection = poses.joints_2d, poses.joints_3d, poses.projection
     if poses.model_params and (params.lift or joints_2d is None):
         lifted = lift(poses.model_params, task.payload["model_dir"], gender=params.smpl_gender,
@@ -116,10 +128,19 @@ def extract_sequence(store_url: str, task: Task) -> int:
             "normalised3d": bool(joints_3d is not None and params.normalise3d),
             "fps": row["fps"],
             "n_frames": len(joints_2d),
-            "source": row["pose"],
+            "source": task.payload["estimated"] or row["pose"],
         },
     )
     return len(joints_2d)
+
+
+def _estimated(ctx: StageContext) -> dict[str, str]:
+    """{sequence id: fingerprint} of the poses the estimate_pose stage wrote ({} when it has not run)."""
+    try:
+        store = ArtifactStore(ctx.artifact(ESTIMATED))
+    except StoreError:
+        return {}
+    return {seq: store.fingerprint_of(seq) for seq in store.sequences()}
 
 
 def _model_files_fingerprint(directory: Path) -> str:

@@ -18,7 +18,9 @@ class Skeleton:
     normalisation centres on; `scale` is a pair of joints (or joint groups, averaged) whose distance
     normalises size, the direction from `scale[1]` to `scale[0]` being the skeleton's "up"; `lateral`
     is a pair of joint groups whose difference (`lateral[0]` minus `lateral[1]`) points across the
-    skeleton (right to left), the second axis of a canonical frame.
+    skeleton (right to left), the second axis of a canonical frame. `swapped_sides` marks a layout whose
+    l_/r_ names lie on the person's right/left (Penn Action's labels: see PENN13); layout conversion
+    (`pipeline.skeletons.convert`) matches joints by the person's side, not by name.
     """
 
     name: str
@@ -27,6 +29,7 @@ class Skeleton:
     root: tuple[int, ...]
     scale: tuple[tuple[int, ...], tuple[int, ...]]
     lateral: tuple[tuple[int, ...], tuple[int, ...]]
+    swapped_sides: bool = False
 
     @property
     def n_joints(self) -> int:
@@ -91,7 +94,7 @@ def _limbs(joints: tuple[str, ...], pairs: list[tuple[str, str]]) -> tuple[tuple
     return tuple((joints.index(a), joints.index(b)) for a, b in pairs)
 
 
-def _layout(name, joints, limb_names, root, scale, lateral) -> Skeleton:
+def _layout(name, joints, limb_names, root, scale, lateral, swapped_sides=False) -> Skeleton:
     joints = tuple(joints)
     idx = joints.index
 
@@ -105,10 +108,16 @@ def _layout(name, joints, limb_names, root, scale, lateral) -> Skeleton:
         root=tuple(idx(j) for j in root),
         scale=groups(scale),
         lateral=groups(lateral),
+        swapped_sides=swapped_sides,
     )
 
 
-# Penn Action: the order of the official labels' x/y/visibility columns.
+# Penn Action: the order of the official labels' x/y/visibility columns, named as the dataset names them.
+# Measured on the labels (tests/unit/test_convert.py, realdata): in the jumping-jack, squat and bench-press
+# clips filmed from the front (the person faces the camera; 186 clips, 16350 frames with both shoulders or
+# both hips visible) 'l_shoulder' / 'l_hip' lie left of 'r_shoulder' / 'r_hip' in the image in 99.8% of
+# frames, and in the 12 clips filmed from the back in none: the columns named left hold the person's RIGHT
+# side. The names stay the dataset's; `swapped_sides` tells layout conversion so.
 PENN13 = _layout(
     "penn13",
     ["head", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist",
@@ -120,6 +129,7 @@ PENN13 = _layout(
     root=["l_hip", "r_hip"],
     scale=(["l_shoulder", "r_shoulder"], ["l_hip", "r_hip"]),
     lateral=(["l_hip", "l_shoulder"], ["r_hip", "r_shoulder"]),
+    swapped_sides=True,
 )
 
 # COCO keypoints in the annotation order; limbs are the dataset's official 19-pair `skeleton`.
@@ -151,6 +161,29 @@ BODY25 = _layout(
      ("r_ankle", "r_big_toe"), ("r_big_toe", "r_small_toe"), ("r_ankle", "r_heel")],
     root=["mid_hip"],
     scale=(["neck"], ["mid_hip"]),
+    lateral=(["l_hip", "l_shoulder"], ["r_hip", "r_shoulder"]),
+)
+
+# MediaPipe BlazePose's 33 landmarks in the model's output order (`mp.solutions.pose.PoseLandmark`), named
+# by the person's side as MediaPipe names them (checked on a person facing the camera: 'l_shoulder' lies right
+# of 'r_shoulder' in the image); limbs are MediaPipe's 35 `POSE_CONNECTIONS`.
+BLAZEPOSE33 = _layout(
+    "blazepose33",
+    ["nose", "l_eye_inner", "l_eye", "l_eye_outer", "r_eye_inner", "r_eye", "r_eye_outer", "l_ear", "r_ear",
+     "l_mouth", "r_mouth", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist",
+     "l_pinky", "r_pinky", "l_index", "r_index", "l_thumb", "r_thumb", "l_hip", "r_hip", "l_knee", "r_knee",
+     "l_ankle", "r_ankle", "l_heel", "r_heel", "l_foot_index", "r_foot_index"],
+    [("nose", "l_eye_inner"), ("l_eye_inner", "l_eye"), ("l_eye", "l_eye_outer"), ("l_eye_outer", "l_ear"),
+     ("nose", "r_eye_inner"), ("r_eye_inner", "r_eye"), ("r_eye", "r_eye_outer"), ("r_eye_outer", "r_ear"),
+     ("l_mouth", "r_mouth"), ("l_shoulder", "r_shoulder"), ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"),
+     ("l_wrist", "l_pinky"), ("l_wrist", "l_index"), ("l_wrist", "l_thumb"), ("l_pinky", "l_index"),
+     ("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"), ("r_wrist", "r_pinky"), ("r_wrist", "r_index"),
+     ("r_wrist", "r_thumb"), ("r_pinky", "r_index"), ("l_shoulder", "l_hip"), ("r_shoulder", "r_hip"),
+     ("l_hip", "r_hip"), ("l_hip", "l_knee"), ("r_hip", "r_knee"), ("l_knee", "l_ankle"), ("r_knee", "r_ankle"),
+     ("l_ankle", "l_heel"), ("r_ankle", "r_heel"), ("l_heel", "l_foot_index"), ("r_heel", "r_foot_index"),
+     ("l_ankle", "l_foot_index"), ("r_ankle", "r_foot_index")],
+    root=["l_hip", "r_hip"],
+    scale=(["l_shoulder", "r_shoulder"], ["l_hip", "r_hip"]),
     lateral=(["l_hip", "l_shoulder"], ["r_hip", "r_shoulder"]),
 )
 
@@ -192,7 +225,7 @@ HANDS42 = _layout(
     lateral=(["l_wrist"], ["r_wrist"]),
 )
 
-LAYOUTS: dict[str, Skeleton] = {s.name: s for s in (PENN13, COCO17, BODY25, SMPL24, MANO21, HANDS42)}
+LAYOUTS: dict[str, Skeleton] = {s.name: s for s in (PENN13, COCO17, BODY25, BLAZEPOSE33, SMPL24, MANO21, HANDS42)}
 
 
 def get_layout(name: str) -> Skeleton:

@@ -15,8 +15,13 @@ Formats (joints in the skeleton layouts of `pipeline.skeletons.layouts`):
   optional `image_size` [width, height], and/or per-frame SMPL/MANO parameters for lifting
   (`pipeline.skeletons.body_models.MODEL_KEYS`): `{smpl,left_hand,right_hand}_{global_orient,pose,betas,camera,valid}`.
 
+- estimated poses: a sequence of the `estimate_pose` stage's store (`data/<D>/poses.zarr`, blazepose33),
+  already on the dataset timeline (`read_estimated`).
+
 Missing joints have confidence 0 and, where the source gives no coordinate, NaN coordinates. Every array
-is resampled from the source's constant frame rate to the dataset's with `pipeline.video.timeline`.
+is resampled from the source's constant frame rate to the dataset's with `pipeline.video.timeline`. Poses
+whose layout differs from the dataset's (OpenPose body25 or estimated blazepose33 poses in a penn13 dataset)
+are converted to it by `pipeline.skeletons.convert`; a conversion that cannot provide every joint is an error.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.datasets import DatasetError
+from pipeline.skeletons.convert import ConversionError, conversion, convert_joints, convert_points
 from pipeline.skeletons.layouts import get_layout
 from pipeline.video.timeline import resample_indices, uniform_times
 
@@ -47,7 +53,8 @@ class Poses:
     """One sequence's poses. joints_2d: (T, K, 3) [x, y, conf] float32 (None when only model parameters
     are given); joints_3d: (T, K, 3) float32 or None; image_size: (width, height) or None; model_params:
     SMPL/MANO parameters by key, per-frame ones (T, ...) on the same timeline; projection: how joints_2d
-    was obtained ("dataset" labels/detections, "perspective" or "orthographic" projection of joints_3d)."""
+    was obtained ("dataset" labels/detections, "estimated" by the estimate_pose stage, "perspective" or
+    "orthographic" projection of joints_3d)."""
 
     layout: str
     joints_2d: np.ndarray | None
@@ -71,6 +78,15 @@ class Poses:
         params = {k: (v if _is_constant(k, v) else v[idx]) for k, v in self.model_params.items()}
         return replace(self, joints_2d=pick(self.joints_2d), joints_3d=pick(self.joints_3d), model_params=params)
 
+    def to_layout(self, layout: str) -> Poses:
+        """The joints converted to `layout` (`pipeline.skeletons.convert`; model parameters are kept as they
+        are); ConversionError names both layouts when `layout` needs joints this one cannot provide."""
+        if layout == self.layout:
+            return self
+        j2 = None if self.joints_2d is None else convert_joints(self.joints_2d, self.layout, layout)
+        j3 = None if self.joints_3d is None else convert_points(self.joints_3d, self.layout, layout)
+        return replace(self, layout=layout, joints_2d=j2, joints_3d=j3)
+
 
 def read_poses(row: Mapping[str, Any], layout: str, *, person: PersonChoice = "track") -> Poses:
     """The poses of index row `row` (dataset layout `layout`) resampled to the dataset timeline.
@@ -83,11 +99,14 @@ def read_poses(row: Mapping[str, Any], layout: str, *, person: PersonChoice = "t
         raise DatasetError(f"sequence {seq}: no pose source (pose_format {fmt!r}, pose {str(path)!r})")
     if not path.exists():
         raise DatasetError(f"sequence {seq}: pose source {path} does not exist")
-    expected = FORMAT_LAYOUTS.get(fmt, layout)
-    if expected != layout:
-        raise DatasetError(f"sequence {seq}: {fmt} poses ({path}) are {expected}, but the dataset layout is {layout}")
+    native = FORMAT_LAYOUTS.get(fmt, layout)
     try:
-        poses = READERS[fmt](path, layout, person)
+        conversion(native, layout)  # before reading: an impossible conversion fails at once
+    except ConversionError as err:
+        raise DatasetError(f"sequence {seq}: {fmt} poses ({path}) are {native}, but the dataset layout is {layout}: "
+                           f"{err}") from err
+    try:
+        poses = READERS[fmt](path, native, person)
     except DatasetError as err:
         raise DatasetError(f"sequence {seq}: {err}") from err
     except (OSError, ValueError, KeyError, IndexError) as err:
@@ -100,7 +119,34 @@ def read_poses(row: Mapping[str, Any], layout: str, *, person: PersonChoice = "t
     idx = resample_indices(uniform_times(n_source, float(row["source_fps"])), float(row["fps"]))
     if len(idx) != int(row["n_frames"]):
         raise DatasetError(f"sequence {seq}: {path} resamples to {len(idx)} frames, the index says {row['n_frames']}")
-    return poses.take(idx)
+    return _converted(poses.take(idx), layout, f"sequence {seq}: {fmt} poses {path}")
+
+
+def read_estimated(store_url: str, row: Mapping[str, Any], layout: str) -> Poses:
+    """The `estimate_pose` stage's poses of index row `row` (already on the dataset timeline), converted to the
+    dataset layout `layout`. DatasetError names the sequence and the store when they are absent or stale."""
+    from pipeline.store import ArtifactStore, StoreError
+
+    seq = row["id"]
+    try:
+        store = ArtifactStore(store_url)
+        attrs = store.attrs(seq)
+        joints = np.asarray(store.read(seq, "joints_2d"), dtype=np.float32)
+    except StoreError as err:
+        raise DatasetError(f"sequence {seq}: no estimated poses: {err}") from err
+    if len(joints) != int(row["n_frames"]):
+        raise DatasetError(f"sequence {seq}: {store_url} holds {len(joints)} frames of estimated poses, the index "
+                           f"says {row['n_frames']} (stale: rerun `pipeline estimate-pose`)")
+    size = tuple(int(v) for v in attrs["image_size"]) if attrs.get("image_size") else None
+    poses = Poses(str(attrs["layout"]), joints, image_size=size, projection="estimated")
+    return _converted(poses, layout, f"sequence {seq}: estimated poses in {store_url}")
+
+
+def _converted(poses: Poses, layout: str, where: str) -> Poses:
+    try:
+        return poses.to_layout(layout)
+    except ConversionError as err:
+        raise DatasetError(f"{where} are {poses.layout}, the dataset layout is {layout}: {err}") from err
 
 
 def read_penn(path: Path, layout: str, person: PersonChoice) -> Poses:

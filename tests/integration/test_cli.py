@@ -6,8 +6,8 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 
-COMMANDS = ["make-sample", "index", "decode", "extract-dino", "keypoints", "heatmaps", "train", "evaluate",
-            "report", "export"]
+COMMANDS = ["make-sample", "index", "decode", "extract-dino", "estimate-pose", "keypoints", "heatmaps", "train",
+            "evaluate", "report", "export"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
