@@ -266,16 +266,11 @@ def report(obj, out):
 def align(obj, video_a, video_b, out, model, cache, device):
     """Align two videos frame by frame (files, or DATASET:SEQ): CSV, JSON, side-by-side video, HTML page."""
     from stages import align as stage
-    from stages import index, keypoints
+    from stages import estimate_pose, index, keypoints
 
-    try:
-        from stages import estimate_pose
-    except ImportError:  # the pose estimation stage is not installed in this checkout
-        estimate_pose = None
     request = stage.AlignRequest(video_a, video_b, out, model, device, obj["params"], obj["manifest"],
                                  obj["store_root"], cache)
-    upstream = [index.run] + ([estimate_pose.run] if estimate_pose else []) + [keypoints.run]
-    document = stage.run(request, upstream=upstream)
+    document = stage.run(request, upstream=(index.run, estimate_pose.run, keypoints.run))
     click.echo(document["summary_text"])
     click.echo(f"open {out / 'alignment.html'}")
 

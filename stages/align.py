@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -38,10 +38,12 @@ from pipeline.context import StageContext
 from pipeline.params import load_section, to_dict
 from pipeline.skeletons.layouts import get_layout
 from stages.shared import align_sources as sources
-from stages.shared.align_model import AlignModel, embed_source, load_align_model, predict_activity
 from stages.shared.align_sources import AlignError, Source
 from stages.shared.align_media import VideoSettings, write_alignment_videos
 from stages.shared.viewer import matrix_png, render_page
+
+if TYPE_CHECKING:  # torch is imported only when a model is given: aligning poses starts in a second
+    from stages.shared.align_model import AlignModel
 
 log = logging.getLogger(__name__)
 STAGE = "align"
@@ -126,6 +128,8 @@ def run(request: AlignRequest, *, upstream: Sequence[Callable[[StageContext], An
     total = time.perf_counter()
     model = None
     if request.model is not None:
+        from stages.shared.align_model import load_align_model
+
         with _timed(timings, "load_model"):
             model = load_align_model(request.model, request.device)
     with _timed(timings, "poses"):
@@ -139,6 +143,8 @@ def run(request: AlignRequest, *, upstream: Sequence[Callable[[StageContext], An
         result = align_features(*feats, params)
     document = _document(request, params, a, b, model, result)
     if model is not None and model.multi_activity:
+        from stages.shared.align_model import predict_activity
+
         with _timed(timings, "activity"):
             document["activity"] = predict_activity(model, request.store_root, feats[0], feats[1])
     with _timed(timings, "outputs"):
@@ -179,6 +185,8 @@ def check_source(source: Source, params: AlignParams) -> None:
 def _features(a: Source, b: Source, params: AlignParams, model: AlignModel | None):
     """(features of A, of B, of B's mirror image or None): embeddings (T, D) or PoseFeatures."""
     if model is not None and params.features == "auto":
+        from stages.shared.align_model import embed_source
+
         mirrored = embed_source(model, b, mirrored=True) if params.mirror else None
         return embed_source(model, a), embed_source(model, b), mirrored
     layout = get_layout(params.pose_layout)

@@ -11,7 +11,10 @@ feeds three H.264 writers:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,23 +46,55 @@ def write_alignment_videos(
 ) -> dict[str, str]:
     """Write A.mp4, B.mp4 and side_by_side.mp4 into `folder`; returns {role: file name}.
 
-    mapping (N_a,) int: B's frame per frame of A (non-decreasing); distance (N_a,) its feature distance."""
+    mapping (N_a,) int: B's frame per frame of A (non-decreasing); distance (N_a,) its feature distance. The
+    copies of a video file are kept in its workspace (keyed by timeline and video settings) and reused."""
     frames_a, frames_b = _frames(a, settings.height), _frames(b, settings.height)
     names = {"a": "A.mp4", "b": "B.mp4", "side_by_side": "side_by_side.mp4"}
-    with (H264Writer(folder / names["a"], a.fps, crf=settings.crf, preset=settings.preset) as copy_a,
-          H264Writer(folder / names["b"], b.fps, crf=settings.crf, preset=settings.preset) as copy_b,
-          H264Writer(folder / names["side_by_side"], a.fps, crf=settings.crf, preset=settings.preset) as both):
+    cached = {"a": _cached_copy(a, settings), "b": _cached_copy(b, settings)}
+    with contextlib.ExitStack() as stack:
+        copies = {}
+        for key, source in (("a", a), ("b", b)):
+            if cached[key] is not None and cached[key].is_file():
+                shutil.copyfile(cached[key], folder / names[key])
+                copies[key] = None
+            else:
+                copies[key] = stack.enter_context(_writer(folder / names[key], source.fps, settings))
+        both = stack.enter_context(_writer(folder / names["side_by_side"], a.fps, settings))
         j, frame_b = -1, None
         for i, frame_a in enumerate(frames_a):
-            copy_a.write(frame_a)
+            if copies["a"]:
+                copies["a"].write(frame_a)
             while j < mapping[i]:
                 frame_b = next(frames_b)
-                copy_b.write(frame_b)
+                if copies["b"]:
+                    copies["b"].write(frame_b)
                 j += 1
-            both.write(_compose(a, b, i, j, frame_a, frame_b, float(distance[i]), settings.height, caption_b))
-        for frame_b in frames_b:
-            copy_b.write(frame_b)
+            both.write(_compose(a, b, i, j, frame_a, frame_b, float(distance[i]), caption_b))
+        for frame_b in frames_b if copies["b"] else ():
+            copies["b"].write(frame_b)
+    for key in ("a", "b"):
+        if copies[key] is not None and cached[key] is not None:
+            _keep(folder / names[key], cached[key])
     return names
+
+
+def _writer(path: Path, fps: float, settings: VideoSettings) -> H264Writer:
+    return H264Writer(path, fps, crf=settings.crf, preset=settings.preset)
+
+
+def _cached_copy(source: Source, settings: VideoSettings) -> Path | None:
+    """Where the workspace keeps the browser copy of a video file (None for a dataset sequence)."""
+    if source.workspace is None:
+        return None
+    name = f"{source.fps:g}fps_{settings.height}p_crf{settings.crf}_{settings.preset}.mp4"
+    return source.workspace / "display" / name
+
+
+def _keep(made: Path, cache: Path) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+    shutil.copyfile(made, tmp)
+    os.replace(tmp, cache)
 
 
 def _frames(source: Source, height: int) -> Iterator[np.ndarray]:
@@ -92,7 +127,7 @@ def _panel(source: Source, k: int, frame: np.ndarray, caption: str) -> np.ndarra
 
 
 def _compose(a: Source, b: Source, i: int, j: int, frame_a: np.ndarray, frame_b: np.ndarray, distance: float,
-             height: int, caption_b: str) -> np.ndarray:
+             caption_b: str) -> np.ndarray:
     """[A | B] over a footer with A's and B's time bars; (H + FOOTER, W_a + W_b, 3)."""
     left, right = _panel(a, i, frame_a, f"A  {a.name}"), _panel(b, j, frame_b, f"B  {caption_b}")
     h = max(left.shape[0], right.shape[0])

@@ -31,12 +31,13 @@ import numpy as np
 from pipeline.context import StageContext
 from pipeline.manifest import DatasetSpec, ManifestError, load_manifest
 from pipeline.sequences import IndexTableError, read_index
+from pipeline.skeletons.convert import ConversionError, convert_joints
+from pipeline.skeletons.estimator import LAYOUT as ESTIMATED_LAYOUT  # noqa: F401  (the workspace keeps it)
 from pipeline.store import ArtifactStore, StoreError
 
 log = logging.getLogger(__name__)
 
 WORKSPACE_DATASET = "video"
-ESTIMATED_LAYOUT = "blazepose33"  # what the pose estimation stage writes (MediaPipe BlazePose's 33 landmarks)
 DATASET_REF = re.compile(r"^([a-z0-9_]+):([A-Za-z0-9][A-Za-z0-9_.\-]*)$")
 Upstream = Sequence[Callable[[StageContext], Any]]
 
@@ -205,9 +206,7 @@ def to_layout(source: Source, layout: str, *, purpose: str) -> np.ndarray:
     if source.layout == layout:
         return source.joints
     try:
-        from pipeline.skeletons.convert import convert_joints
-
         return convert_joints(source.joints, source.layout, layout)
-    except (ImportError, KeyError, ValueError) as err:
+    except (ConversionError, KeyError) as err:
         raise AlignError(f"{purpose} takes {layout} skeletons, but video {source.label} ({source.name}) has "
                          f"{source.layout} skeletons and they cannot be converted: {err}") from err
