@@ -132,6 +132,9 @@ def run(request: AlignRequest, *, upstream: Sequence[Callable[[StageContext], An
 
         with _timed(timings, "load_model"):
             model = load_align_model(request.model, request.device)
+        for text, label in ((request.input_a, "A"), (request.input_b, "B")):  # before estimating any pose
+            if not sources.is_dataset_ref(text):
+                sources.check_convertible(sources.ESTIMATED_LAYOUT, model.layout, label, text, f"model {model.path}")
     with _timed(timings, "poses"):
         a = _source(request, request.input_a, "A", params, upstream, timings)
         b = _source(request, request.input_b, "B", params, upstream, timings)
@@ -187,8 +190,8 @@ def _features(a: Source, b: Source, params: AlignParams, model: AlignModel | Non
     if model is not None and params.features == "auto":
         from stages.shared.align_model import embed_source
 
-        mirrored = embed_source(model, b, mirrored=True) if params.mirror else None
-        return embed_source(model, a), embed_source(model, b), mirrored
+        emb_a, emb_b = embed_source(model, a), embed_source(model, b)
+        return emb_a, emb_b, embed_source(model, b, mirrored=True) if params.mirror else None
     layout = get_layout(params.pose_layout)
 
     def feats(source: Source, mirrored: bool = False):

@@ -197,19 +197,19 @@ def warp_summary(mapping: np.ndarray, path: np.ndarray, fps_a: float, fps_b: flo
 
     lag(t) = B's time minus A's time at matched moments (frame k at k / fps): positive where B reaches a moment
     of the motion later than A does (B behind), negative where earlier (B ahead). Over the path's span of A
-    (the matched motion): its lag at the start and end, the extremes and where they occur, and tempo = B's
-    duration for that span over A's (above 1: B is slower)."""
+    (the matched motion): its lag at the start and end, the extremes and where they occur, and tempo = the
+    path's span of B over its span of A, in seconds (above 1: B is slower)."""
     t_a = np.arange(len(mapping)) / fps_a
     lag = mapping / fps_b - t_a
-    i0, i1 = int(path[0][0]), int(path[-1][0])
+    (i0, j0), (i1, j1) = (int(x) for x in path[0]), (int(x) for x in path[-1])
     span = slice(i0, i1 + 1)
     k_ahead, k_behind = i0 + int(np.argmin(lag[span])), i0 + int(np.argmax(lag[span]))
     dur_a = (i1 - i0) / fps_a
-    dur_b = (int(mapping[i1]) - int(mapping[i0])) / fps_b
+    dur_b = (j1 - j0) / fps_b
     return {
         "lag_definition": "B's time minus A's time at matched frames (s); > 0: B behind, < 0: B ahead",
         "matched_a_s": [round(i0 / fps_a, 4), round(i1 / fps_a, 4)],
-        "matched_b_s": [round(int(mapping[i0]) / fps_b, 4), round(int(mapping[i1]) / fps_b, 4)],
+        "matched_b_s": [round(j0 / fps_b, 4), round(j1 / fps_b, 4)],
         "lag_at_start_s": round(float(lag[i0]), 4),
         "lag_at_end_s": round(float(lag[i1]), 4),
         "most_ahead": {"lag_s": round(float(lag[k_ahead]), 4), "at_a_s": round(k_ahead / fps_a, 4)},

@@ -31,8 +31,8 @@ import numpy as np
 from pipeline.context import StageContext
 from pipeline.manifest import DatasetSpec, ManifestError, load_manifest
 from pipeline.sequences import IndexTableError, read_index
-from pipeline.skeletons.convert import ConversionError, convert_joints
-from pipeline.skeletons.estimator import LAYOUT as ESTIMATED_LAYOUT  # noqa: F401  (the workspace keeps it)
+from pipeline.skeletons.convert import ConversionError, conversion, convert_joints
+from pipeline.skeletons.estimator import LAYOUT as ESTIMATED_LAYOUT  # the workspace keeps the estimator's layout
 from pipeline.store import ArtifactStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -205,8 +205,14 @@ def to_layout(source: Source, layout: str, *, purpose: str) -> np.ndarray:
     the input when no conversion exists."""
     if source.layout == layout:
         return source.joints
+    check_convertible(source.layout, layout, source.label, source.name, purpose)
+    return convert_joints(source.joints, source.layout, layout)
+
+
+def check_convertible(src: str, dst: str, label: str, name: str, purpose: str) -> None:
+    """AlignError naming the input unless `src` skeletons convert to `dst`."""
     try:
-        return convert_joints(source.joints, source.layout, layout)
+        conversion(src, dst)
     except (ConversionError, KeyError) as err:
-        raise AlignError(f"{purpose} takes {layout} skeletons, but video {source.label} ({source.name}) has "
-                         f"{source.layout} skeletons and they cannot be converted: {err}") from err
+        raise AlignError(f"{purpose} takes {dst} skeletons, but video {label} ({name}) has {src} skeletons "
+                         f"and they cannot be converted: {err}") from err
