@@ -233,3 +233,68 @@ def test_a_failure_while_writing_leaves_dir_as_it_was(warped, monkeypatch):
     assert result.exit_code != 0 and "disk full" in result.output
     assert [p.name for p in out.iterdir()] == ["alignment.json"] and (out / "alignment.json").read_text() == "{}"
     assert not [p for p in project.iterdir() if p.name.startswith(".kept.")]  # no temporary folder left
+
+
+# ----------------------------------------------------------------------------- with a trained model
+@pytest.fixture
+def masa_model(warped) -> Path:
+    """An (untrained) tiny multi-activity MASA for penn13 in models/sample/masa, and the train stage's kind of
+    embeddings of every sample sequence (activity in the attrs) in data/sample/embeddings_masa.zarr."""
+    from model.method import InputSpec
+    from model.registry import get_method
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.params import to_dict
+    from stages.shared.models import load_embedder
+    from tests.tiny_models import tiny_params
+
+    project, _ = warped
+    assert cli("keypoints", "-d", "sample", "-j", "1").exit_code == 0
+    params = tiny_params("masa")
+    spec = InputSpec({"joints_2d": (13, 3)}, "penn13")
+    folder = project / "models" / "sample" / "masa"
+    save_checkpoint(folder, {"method": "masa", "params": to_dict(params), "spec": spec.to_dict()},
+                    {"model": get_method("masa").build(params, spec).state_dict()}, complete=True)
+    embedder = load_embedder(folder)
+    keypoints = ArtifactStore(project / "data" / "sample" / "keypoints.zarr")
+    store = ArtifactStore(project / "data" / "sample" / "embeddings_masa.zarr", mode="a")
+    for row in read_index(project / "data" / "sample" / "index.parquet").rows():
+        emb = embedder.embed({"joints_2d": keypoints.read(row["id"], "joints_2d")})
+        store.write_sequence(row["id"], {"embedding": (emb, ("time", "feature"))}, fingerprint="x",
+                             attrs={"activity": row["activity"]})
+    return folder
+
+
+def test_model_embeddings_and_the_activity_of_each_video(warped, masa_model):
+    project, warp = warped
+    out = project / "with_model"
+    result = cli("align", "sample:squat_train_000", "sample:serve_train_000", "--out", str(out), "--model", str(masa_model))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "alignment.json").read_text())
+    assert doc["features"]["kind"] == "embedding" and doc["model"]["method"] == "masa"
+    assert doc["model"]["layout"] == "penn13" and doc["model"]["trained_on"] == "sample"
+    # a training video's nearest training clip vector is its own: its activity comes back
+    assert doc["activity"]["a"]["activity"] == "squat" and doc["activity"]["b"]["activity"] == "serve"
+    assert "squat" in doc["activity"]["warning"] and "warning" in (out / "alignment.html").read_text()
+    same = project / "same_activity"
+    assert cli("align", "sample:squat_train_000", "sample:squat_val_000", "--out", str(same),
+               "--model", str(masa_model)).exit_code == 0
+    assert "warning" not in json.loads((same / "alignment.json").read_text())["activity"]
+
+
+def test_model_embeddings_of_video_files_are_cached(warped, masa_model, monkeypatch):
+    from model.embedder import Embedder
+
+    project, warp = warped
+    video, joints = sample_video(project, SEQ)
+    files = project / "mine"
+    write_warped_videos(files, video, joints, 24)
+    calls = []
+    original = Embedder.embed
+    monkeypatch.setattr(Embedder, "embed", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    upstream = (index_stage.run, FakePoseStage())
+    req = request(project, files / "orig.mp4", files / "warp.mp4", "m1", model=masa_model)
+    doc = stage.run(req, upstream=upstream)
+    assert len(calls) == 3  # A, B and B's mirror image
+    assert doc["features"]["kind"] == "embedding" and len(mapping_of(project / "m1")) == len(warp.truth)
+    stage.run(request(project, files / "orig.mp4", files / "mirror.mp4", "m2", model=masa_model), upstream=upstream)
+    assert len(calls) == 5  # A came from its workspace: only the new video and its mirror image were embedded
