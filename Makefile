@@ -15,7 +15,7 @@ export MPLCONFIGDIR        := $(CURDIR)/.cache/matplotlib
 export PIP_NO_CACHE_DIR    := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean one-opencv
 
 install: $(STAMP)
 
@@ -25,7 +25,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(MAKE) --no-print-directory one-opencv
 	touch $(STAMP)
+
+# One OpenCV distribution: opencv-contrib-python (MediaPipe's, a superset of OpenCV's main modules) must be the
+# only owner of the cv2/ folder that every OpenCV wheel writes. Another one left by an older install (the project
+# used opencv-python-headless before pose estimation) is removed, and contrib's files, which that removal
+# deletes from the shared folder, are put back.
+CV2_OWNERS = $(BIN)/python -c "import importlib.metadata as m; print(' '.join(sorted({d.metadata['Name'] \
+	for d in m.distributions() if any(str(f).startswith('cv2/') for f in (d.files or []))})))"
+CONTRIB_VERSION = $(BIN)/python -c "import importlib.metadata as m; print(m.version('opencv-contrib-python'))"
+one-opencv:
+	@others="$$($(CV2_OWNERS) | tr ' ' '\n' | grep -vx opencv-contrib-python)"; \
+	if [ -n "$$others" ]; then \
+	  echo "removing $$others (opencv-contrib-python owns cv2)"; \
+	  version="$$($(CONTRIB_VERSION))" && \
+	  $(BIN)/python -m pip uninstall -y -q $$others && \
+	  $(BIN)/python -m pip install -q --force-reinstall --no-deps "opencv-contrib-python==$$version"; \
+	fi
+	@owners="$$($(CV2_OWNERS))"; test "$$owners" = "opencv-contrib-python" || \
+	  { echo "cv2 is owned by '$$owners'; expected opencv-contrib-python alone"; exit 1; }
+	@$(BIN)/python -c "import cv2, mediapipe; print('cv2', cv2.__version__, 'from opencv-contrib-python; mediapipe ok')"
 
 # The main job: the whole DAG (generate the sample dataset, extract, train, evaluate) under DVC, then the table.
 demo: $(STAMP)

@@ -29,6 +29,7 @@ USER_ERRORS = (
     "pipeline.skeletons.estimator.EstimatorError",
     "pipeline.skeletons.convert.ConversionError",
     "stages.evaluate.EvaluateError",
+    "stages.embed.EmbedError",
     "stages.shared.align_sources.AlignError",
 )
 
@@ -241,6 +242,19 @@ def evaluate(obj, dataset, method, trained_on, device):
     from stages import evaluate as stage
 
     stage.run(make_context(obj, dataset, check_root=False), method=method, trained_on=trained_on, device=device)
+
+
+@main.command("embed")
+@dataset_option
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
+              help="A trained model folder, models/<dataset>/<method>.")
+@device_option
+@click.pass_obj
+def embed(obj, dataset, model_dir, device):
+    """Embed a dataset with a trained model into data/<dataset>/embeddings_<method>_from_<trained-on>.zarr."""
+    from stages import embed as stage
+
+    stage.run(make_context(obj, dataset, check_root=False), model_dir=model_dir, device=device)
 
 
 @main.command("report")

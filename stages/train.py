@@ -8,6 +8,7 @@ Reads only the Zarr artifacts the method declares (`data/<D>/keypoints.zarr` joi
   them (method, resolved params of `train` and of the method's section, input spec, skeleton layout, data
   fingerprint); with `train.multi_activity: false`, one such folder per activity under it;
 - `models/<D>/<method>/log.jsonl`: one JSON record per logged step ({"step", "epoch", "loss", ...});
+- `models/<D>/<method>/MODEL_CARD.md`: data, inputs, params, code version, metrics (`stages.shared.model_card`);
 - `data/<D>/embeddings_<method>.zarr` `{seq}/embedding (time, feature)` for every sequence of every split,
   without augmentation, and for methods that segment (VASOT) `{seq}/segment (time,)` int64 per-frame
   segment labels beside it (one store per method keeps DVC's outputs fixed per stage).
@@ -35,6 +36,7 @@ from pipeline.device import resolve_device
 from pipeline.params import to_dict
 from pipeline.store import ArtifactStore, code_version, fingerprint
 from stages.shared.inputs import Inputs, load_inputs
+from stages.shared.model_card import write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ def run(ctx: StageContext, method: str, device: str = "auto") -> None:
     embedder = Embedder(models, cls.inputs(method_params), dev)
     params = {"train": to_dict(train_params), method: to_dict(method_params)}
     write_embeddings(ctx, method, embedder, inputs, params, batch_size=train_params.embed_batch_size)
+    write_model_card(folder, index_path=ctx.index_path, metrics_path=ctx.metrics_path(method))
 
 
 # ----------------------------------------------------------------------------- training groups

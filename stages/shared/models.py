@@ -13,16 +13,40 @@ from pipeline.device import resolve_device
 from pipeline.params import from_dict
 
 
-def load_embedder(models_dir: Path, device: str = "cpu") -> Embedder:
-    """The trained model(s) in `models_dir` (models/<D>/<method>) as an Embedder (see model.embedder)."""
+def model_folders(models_dir: Path) -> dict[str | None, Path]:
+    """{None: models_dir} for one multi-activity model, else {activity: sub-folder} of per-activity models;
+    CheckpointError naming the folder when it holds no checkpoint."""
     models_dir = Path(models_dir)
     if (models_dir / CHECKPOINT).is_file():
-        folders: dict[str | None, Path] = {None: models_dir}
-    else:
-        subs = sorted(p for p in models_dir.iterdir() if (p / CHECKPOINT).is_file()) if models_dir.is_dir() else []
-        if not subs:
-            load_checkpoint(models_dir)  # raises the clear "no checkpoint" error
-        folders = {json.loads((p / "config.json").read_text())["activity"]: p for p in subs}
+        return {None: models_dir}
+    subs = sorted(p for p in models_dir.iterdir() if (p / CHECKPOINT).is_file()) if models_dir.is_dir() else []
+    if not subs:
+        load_checkpoint(models_dir)  # raises the clear "no checkpoint" error
+    return {json.loads((p / "config.json").read_text())["activity"]: p for p in subs}
+
+
+def model_configs(models_dir: Path) -> dict[str | None, dict]:
+    """Each model's recorded config (`config.json`: method, dataset, params, train, spec, layout, data, ...)."""
+    return {key: json.loads((folder / "config.json").read_text()) for key, folder in model_folders(models_dir).items()}
+
+
+def weights_fingerprint(embedder: Embedder) -> str:
+    """Digest of every model's weights (with its activity key): what identifies a trained model's output."""
+    import hashlib
+
+    digests = {}
+    for key, model in sorted(embedder.models.items(), key=lambda item: str(item[0])):
+        h = hashlib.sha256()
+        for name, tensor in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digests[str(key)] = h.hexdigest()[:32]
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def load_embedder(models_dir: Path, device: str = "cpu") -> Embedder:
+    """The trained model(s) in `models_dir` (models/<D>/<method>) as an Embedder (see model.embedder)."""
+    folders = model_folders(models_dir)
     dev = resolve_device(device)
     models, inputs = {}, None
     for key, folder in folders.items():

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 
 COMMANDS = ["make-sample", "index", "decode", "extract-dino", "estimate-pose", "keypoints", "heatmaps", "train",
-            "evaluate", "report", "export"]
+            "evaluate", "embed", "report", "export"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
