@@ -160,7 +160,7 @@ def pose_cost(a: PoseFeatures, b: PoseFeatures, *, velocity_weight: float) -> np
             continue
         sq_a = (xa**2).sum(-1)  # (N, K)
         sq_b = (xb**2).sum(-1)
-        cross = np.einsum("nkd,mkd->nm", xa * wa[..., None], xb * wb[..., None])
+        cross = (xa * wa[..., None]).reshape(len(a), -1) @ (xb * wb[..., None]).reshape(len(b), -1).T  # BLAS
         num += scale * ((sq_a * wa) @ wb.T + wa @ (sq_b * wb).T - 2 * cross)
     den = wa @ wb.T
     cost = np.sqrt(np.maximum(num, 0.0) / np.maximum(den, _EPS))
