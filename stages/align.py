@@ -293,9 +293,9 @@ def _write_outputs(out: Path, a: Source, b: Source, result: Alignment, document:
     try:
         _write_csv(tmp / "alignment.csv", result, a.fps, b.fps)
         settings = VideoSettings(params.video_height, params.video_crf, params.video_preset)
-        caption_b = b.name + (" (matched mirrored)" if result.b_mirrored else "")
+        note = "B matched as its mirror image" if result.b_mirrored else ""
         with _timed(timings, "videos"):
-            files = write_alignment_videos(tmp, a, b, result.mapping, result.distance, settings, caption_b=caption_b)
+            files = write_alignment_videos(tmp, a, b, result.mapping, result.distance, settings, note=note)
         with _timed(timings, "page"):
             (tmp / "alignment.html").write_text(_page(document, result, a, b, files, params), encoding="utf-8")
         timings["total"] = round(time.perf_counter() - total_start, 3)
@@ -322,11 +322,11 @@ def _page(document: dict, result: Alignment, a: Source, b: Source, files: dict, 
         "mapping": result.mapping.tolist(), "distance": np.round(result.distance, 4).tolist(),
         "lag_s": document["summary"]["lag_s"], "path": document["path"],
         "matrix_png": matrix_png(result.cost, max_side=params.matrix_side), "matrix_side": params.matrix_side,
-        "name_a": a.name, "name_b": b.name, "b_mirrored": result.b_mirrored,
+        "name_a": a.short_name, "name_b": b.short_name, "b_mirrored": result.b_mirrored,
         "summary_text": document["summary_text"], "features_text": "Features: " + document["features"]["description"],
         "activity_text": activity.get("text", ""), "activity_warning": activity.get("warning", ""),
     }
-    return render_page(data, video_a=files["a"], video_b=files["b"], title=f"{a.name} vs {b.name}")
+    return render_page(data, video_a=files["a"], video_b=files["b"], title=f"{a.short_name} vs {b.short_name}")
 
 
 def _publish(tmp: Path, out: Path) -> None:

@@ -42,11 +42,12 @@ class VideoSettings:
 
 def write_alignment_videos(
     folder: Path, a: Source, b: Source, mapping: np.ndarray, distance: np.ndarray, settings: VideoSettings, *,
-    caption_b: str,
+    note: str,
 ) -> dict[str, str]:
     """Write A.mp4, B.mp4 and side_by_side.mp4 into `folder`; returns {role: file name}.
 
-    mapping (N_a,) int: B's frame per frame of A (non-decreasing); distance (N_a,) its feature distance. The
+    mapping (N_a,) int: B's frame per frame of A (non-decreasing); distance (N_a,) its feature distance; note:
+    a remark for the footer (e.g. that B was matched mirrored). The
     copies of a video file are kept in its workspace (keyed by timeline and video settings) and reused."""
     frames_a, frames_b = _frames(a, settings.height), _frames(b, settings.height)
     names = {"a": "A.mp4", "b": "B.mp4", "side_by_side": "side_by_side.mp4"}
@@ -69,7 +70,7 @@ def write_alignment_videos(
                 if copies["b"]:
                     copies["b"].write(frame_b)
                 j += 1
-            both.write(_compose(a, b, i, j, frame_a, frame_b, float(distance[i]), caption_b))
+            both.write(_compose(a, b, i, j, frame_a, frame_b, float(distance[i]), note))
         for frame_b in frames_b if copies["b"] else ():
             copies["b"].write(frame_b)
     for key in ("a", "b"):
@@ -122,14 +123,14 @@ def _panel(source: Source, k: int, frame: np.ndarray, caption: str) -> np.ndarra
     joints[:, 0] *= sx
     joints[:, 1] *= sy
     draw_skeleton(panel, joints, layout.limbs, layout.joints)
-    draw_text(panel, caption, 6, 18)
+    draw_text(panel, caption, 6, 20, scale=0.6)
     return panel
 
 
 def _compose(a: Source, b: Source, i: int, j: int, frame_a: np.ndarray, frame_b: np.ndarray, distance: float,
-             caption_b: str) -> np.ndarray:
+             note: str) -> np.ndarray:
     """[A | B] over a footer with A's and B's time bars; (H + FOOTER, W_a + W_b, 3)."""
-    left, right = _panel(a, i, frame_a, f"A  {a.name}"), _panel(b, j, frame_b, f"B  {caption_b}")
+    left, right = _panel(a, i, frame_a, "A"), _panel(b, j, frame_b, "B")
     h = max(left.shape[0], right.shape[0])
     canvas = np.full((h + FOOTER, left.shape[1] + right.shape[1], 3), 16, np.uint8)
     canvas[: left.shape[0], : left.shape[1]] = left
@@ -137,7 +138,7 @@ def _compose(a: Source, b: Source, i: int, j: int, frame_a: np.ndarray, frame_b:
     width = canvas.shape[1]
     draw_time_bar(canvas, h + 6, 6, 8, width - 16, i / max(1, a.n_frames - 1), LEFT)
     draw_time_bar(canvas, h + 16, 6, 8, width - 16, j / max(1, b.n_frames - 1), RIGHT)
-    text = f"A {i / a.fps:6.2f} s   B {j / b.fps:6.2f} s   distance {distance:.3f}"
-    draw_text(canvas, text, 8, h + 38, scale=0.45)
+    text = f"A {i / a.fps:6.2f} s   B {j / b.fps:6.2f} s   distance {distance:.3f}   {note}"
+    draw_text(canvas, text, 8, h + 38, scale=0.4)
     return canvas
 

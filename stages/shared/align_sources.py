@@ -71,6 +71,11 @@ class Source:
         return len(self.joints)
 
     @property
+    def short_name(self) -> str:
+        """The file name (or DATASET:SEQ), for captions."""
+        return self.name if self.workspace is None else Path(self.name).name
+
+    @property
     def duration_s(self) -> float:
         return self.n_frames / self.fps
 
