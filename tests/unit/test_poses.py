@@ -138,3 +138,32 @@ def test_errors_name_the_sequence_and_file(tmp_path):
         read_poses(_row(folder, "openpose_json", 1), "body25")
     with pytest.raises(DatasetError, match="no pose source"):
         read_poses(_row("", "", 1), "penn13")
+
+
+def test_openpose_body25_in_a_penn13_dataset_is_converted(tmp_path):
+    folder = tmp_path / "op"
+    folder.mkdir()
+    for t in range(3):
+        (folder / f"x_{t:012d}_keypoints.json").write_text(json.dumps({"people": [_person((10 * t, 50), 0.8)]}))
+    poses = read_poses(_row(folder, "openpose_json", 3), "penn13")
+    assert poses.layout == "penn13" and poses.joints_2d.shape == (3, 13, 3)
+    body = poses.joints_2d[1]  # body25 joint k at x = 10 + k: r_shoulder is 2, l_shoulder 5, ears 17/18
+    assert body[1, 0] == 10 + 2 and body[2, 0] == 10 + 5  # Penn's l_shoulder column holds the person's right
+    assert body[0, 0] == 10 + 17.5 and body[0, 2] == pytest.approx(0.8)  # head: between the ears
+
+
+def test_estimated_poses_are_read_converted_and_checked_against_the_index(tmp_path):
+    from pipeline.skeletons.poses import read_estimated
+    from pipeline.store import ArtifactStore
+
+    joints = np.zeros((4, 33, 3), np.float32)
+    joints[..., 2] = 1.0
+    store = ArtifactStore(tmp_path / "poses.zarr", mode="a")
+    store.write_sequence("s1", {"joints_2d": (joints, ("time", "joint", "coord"))}, fingerprint="f",
+                         attrs={"layout": "blazepose33", "image_size": [64, 48]})
+    poses = read_estimated(str(tmp_path / "poses.zarr"), {"id": "s1", "n_frames": 4}, "penn13")
+    assert poses.joints_2d.shape == (4, 13, 3) and poses.image_size == (64, 48) and poses.projection == "estimated"
+    with pytest.raises(DatasetError, match=r"s1: .*poses\.zarr holds 4 frames.*index says 5.*estimate-pose"):
+        read_estimated(str(tmp_path / "poses.zarr"), {"id": "s1", "n_frames": 5}, "penn13")
+    with pytest.raises(DatasetError, match=r"s1: estimated poses in .* are blazepose33, the dataset layout is hands42"):
+        read_estimated(str(tmp_path / "poses.zarr"), {"id": "s1", "n_frames": 4}, "hands42")
