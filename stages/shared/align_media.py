@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.runner import progress
+from pipeline.skeletons.convert import person_side
 from pipeline.skeletons.layouts import get_layout
 from pipeline.video.display import timeline_frames
 from pipeline.video.overlay import LEFT, RIGHT, draw_skeleton, draw_text, draw_time_bar
@@ -62,7 +64,9 @@ def write_alignment_videos(
                 copies[key] = stack.enter_context(_writer(folder / names[key], source.fps, settings))
         both = stack.enter_context(_writer(folder / names["side_by_side"], a.fps, settings))
         j, frame_b = -1, None
+        bar = stack.enter_context(progress(total=a.n_frames, desc="align videos", unit="frame"))
         for i, frame_a in enumerate(frames_a):
+            bar.update(1)
             if copies["a"]:
                 copies["a"].write(frame_a)
             while j < mapping[i]:
@@ -117,12 +121,13 @@ def _panel(source: Source, k: int, frame: np.ndarray, caption: str) -> np.ndarra
     """A copy of the display frame with the skeleton of timeline frame k and a caption."""
     panel = frame.copy()
     layout = get_layout(source.layout)
+    names = tuple(person_side(name, layout) for name in layout.joints)  # colours follow the person's sides
     size = source.image_size or _extent(source.joints)
     sx, sy = panel.shape[1] / size[0], panel.shape[0] / size[1]
     joints = source.joints[k].astype(np.float64).copy()
     joints[:, 0] *= sx
     joints[:, 1] *= sy
-    draw_skeleton(panel, joints, layout.limbs, layout.joints)
+    draw_skeleton(panel, joints, layout.limbs, names)
     draw_text(panel, caption, 6, 20, scale=0.6)
     return panel
 
