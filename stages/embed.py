@@ -123,12 +123,16 @@ def check_stores(ctx: StageContext, info: ModelInfo, needed: tuple[tuple[str, st
 
 
 def check_heatmaps(ctx: StageContext, info: ModelInfo, needed: tuple[tuple[str, str], ...]) -> None:
-    """Heatmaps cannot be converted between layouts; and their geometry must be the model's.
-
-    Hook for the heatmap params check (issue 16): where `stages.shared.inputs` offers a check that a heatmap
-    store was made with the params a model recorded, call it here with the store and the model's configs."""
+    """Heatmaps cannot be converted between layouts, and their geometry (size, sigma, box) must be the one the
+    model trained on: `stages.shared.inputs.check_model_heatmaps(models_dir, heatmaps_url)` (issue 16's check,
+    called when the installed code has it) refuses a store made with other heatmap params, naming both."""
     if not any(artifact == "heatmaps" for artifact, _ in needed):
         return
+    from stages.shared import inputs as shared_inputs
+
+    check_geometry = getattr(shared_inputs, "check_model_heatmaps", None)
+    if check_geometry is not None:
+        check_geometry(info.folder, ctx.artifact("heatmaps"))
     store = ArtifactStore(ctx.artifact("heatmaps"))
     first = next(iter(store.sequences()), None)
     layout = (store.attrs(first).get("layout") if first else None) or ctx.dataset.layout
@@ -152,7 +156,10 @@ def fit_inputs(ctx: StageContext, info: ModelInfo, inputs: Inputs) -> tuple[Inpu
             raise EmbedError(f"the model {info.folder} reads {info.layout} keypoints; dataset {ctx.name} has {source} "
                              f"keypoints ({ctx.artifact('keypoints')}), and {err}") from err
         conversion = f"{source}->{info.layout}"
-        shapes = {name: tuple(int(s) for s in arrays[0][name].shape[1:]) for name in arrays[0]} if arrays else {}
+        shapes = dict(inputs.spec.arrays)
+        for name in KEYPOINT_ARRAYS:
+            if arrays and name in arrays[0]:
+                shapes[name] = tuple(int(s) for s in arrays[0][name].shape[1:])
         inputs = replace(inputs, arrays=arrays, spec=replace(inputs.spec, arrays=shapes, layout=info.layout))
     for name, shape in info.arrays.items():
         have = inputs.spec.arrays.get(name)

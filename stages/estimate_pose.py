@@ -27,7 +27,7 @@ about one core, per worker process; `--scheduler` for dask).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -72,6 +72,9 @@ def run(ctx: StageContext) -> StageSummary:
     index = read_index(ctx.index_path)
     tasks = make_tasks(index.rows(), params)
     check_params(params, ctx, needed=bool(tasks))
+    if ctx.scheduler is None and (ctx.workers <= 1 or len(tasks) == 1):
+        # one sequence at a time on this machine: a frame-level bar below the runner's, which moves per sequence
+        tasks = [replace(t, payload={**t.payload, "frame_bar": True}) for t in tasks]
     if tasks:
         log.info("%s: %d of %d sequence(s) take estimated poses (estimate_pose.sequences: %s)",
                  ctx.name, len(tasks), len(index), params.sequences)
@@ -144,11 +147,16 @@ def estimate_sequence(store_url: str, task: Task) -> int:
 
     p = task.payload
     params = EstimatePoseParams(**p["params"])
+    bar = _frame_bar(task) if p.get("frame_bar") else None
     try:
         poses = estimate_video(p["source"], fps=p["fps"], settings=params.settings(),
-                               source_fps=p["source_fps"] if p["is_folder"] else None)
+                               source_fps=p["source_fps"] if p["is_folder"] else None,
+                               on_frame=None if bar is None else lambda: bar.update(1))
     except (VideoError, EstimatorError) as err:
         raise type(err)(f"sequence {task.seq_id}: {err}") from err
+    finally:
+        if bar is not None:
+            bar.close()
     joints, timestamps = fit_length(poses, p["n_frames"], params.length_tolerance, task.seq_id, p["indexed_as"])
     detected = int((joints[..., 2] > 0).any(axis=-1).sum())
     if detected < FEW_DETECTIONS * len(joints):
@@ -195,6 +203,13 @@ def _attrs(p: dict[str, Any], poses: EstimatedPoses, n: int, detected: int, join
         "n_estimated": poses.n_estimated,
         "n_detected": detected,
     }
+
+
+def _frame_bar(task: Task):
+    """Frames estimated (and frames/s) of one sequence: about its timeline's length, source frames shown."""
+    from pipeline.runner import progress
+
+    return progress(total=task.n_frames, desc=task.seq_id, unit="frame", leave=False, position=1)
 
 
 def _installed() -> bool:
