@@ -30,6 +30,7 @@ USER_ERRORS = (
     "pipeline.skeletons.convert.ConversionError",
     "stages.evaluate.EvaluateError",
     "stages.embed.EmbedError",
+    "stages.shared.align_sources.AlignError",
 )
 
 
@@ -275,6 +276,28 @@ def report(obj, out):
     from stages import report as stage
 
     stage.run(workdir=Path("."), out=out)
+
+
+@main.command("align")
+@click.argument("video_a")
+@click.argument("video_b")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Folder for the outputs.")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="A trained model folder models/<D>/<method> (default: align normalised poses).")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path(".cache/align"), show_default=True,
+              help="Workspaces of aligned video files, keyed by content.")
+@device_option
+@click.pass_obj
+def align(obj, video_a, video_b, out, model, cache, device):
+    """Align two videos frame by frame (files, or DATASET:SEQ): CSV, JSON, side-by-side video, HTML page."""
+    from stages import align as stage
+    from stages import estimate_pose, index, keypoints
+
+    request = stage.AlignRequest(video_a, video_b, out, model, device, obj["params"], obj["manifest"],
+                                 obj["store_root"], cache)
+    document = stage.run(request, upstream=(index.run, estimate_pose.run, keypoints.run))
+    click.echo(document["summary_text"])
+    click.echo(f"open {out / 'alignment.html'}")
 
 
 @main.command("export")
