@@ -32,7 +32,6 @@ from pipeline.context import StageContext
 from pipeline.manifest import DatasetSpec, ManifestError, load_manifest
 from pipeline.sequences import IndexTableError, read_index
 from pipeline.skeletons.convert import ConversionError, conversion, convert_joints
-from pipeline.skeletons.estimator import LAYOUT as ESTIMATED_LAYOUT  # the workspace keeps the estimator's layout
 from pipeline.store import ArtifactStore, StoreError
 
 log = logging.getLogger(__name__)

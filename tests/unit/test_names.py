@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_IN_DVC = {
     "export": "an on-demand format copy (HDF5) of a store for other tools; nothing downstream reads it",
     "embed": "on demand: any dataset with any trained model, chosen per call (as evaluate --trained-on)",
+    "align": "on demand: any two video files a user names, cached by content in .cache/align, not a dataset",
 }
 # Stages without a params.yaml section, and why.
 NO_PARAMS = {
