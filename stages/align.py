@@ -32,14 +32,25 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from model.blocks.warping import WarpingPath, dtw_path, frame_mapping, summary_text, warp_summary
-from model.inputs.pose_features import embedding_cost, mirror_joints, pose_cost, pose_features
+from model.blocks.warping import (
+    WarpingPath,
+    dtw_path,
+    frame_mapping,
+    summary_text,
+    warp_summary,
+)
+from model.inputs.pose_features import (
+    embedding_cost,
+    mirror_joints,
+    pose_cost,
+    pose_features,
+)
 from pipeline.context import StageContext
 from pipeline.params import load_section, to_dict
 from pipeline.skeletons.layouts import get_layout
 from stages.shared import align_sources as sources
-from stages.shared.align_sources import AlignError, Source
 from stages.shared.align_media import VideoSettings, write_alignment_videos
+from stages.shared.align_sources import AlignError, Source
 from stages.shared.viewer import matrix_png, render_page
 
 if TYPE_CHECKING:  # torch is imported only when a model is given: aligning poses starts in a second

@@ -32,11 +32,13 @@ from pipeline.context import StageContext
 from pipeline.manifest import DatasetSpec, ManifestError, load_manifest
 from pipeline.sequences import IndexTableError, read_index
 from pipeline.skeletons.convert import ConversionError, conversion, convert_joints
+from pipeline.skeletons.estimator import LAYOUT
 from pipeline.store import ArtifactStore, StoreError
 
 log = logging.getLogger(__name__)
 
 WORKSPACE_DATASET = "video"
+ESTIMATED_LAYOUT = LAYOUT  # the workspace keeps the estimator's layout
 DATASET_REF = re.compile(r"^([a-z0-9_]+):([A-Za-z0-9][A-Za-z0-9_.\-]*)$")
 Upstream = Sequence[Callable[[StageContext], Any]]
 
