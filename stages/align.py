@@ -32,19 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from model.blocks.warping import (
-    WarpingPath,
-    dtw_path,
-    frame_mapping,
-    summary_text,
-    warp_summary,
-)
-from model.inputs.pose_features import (
-    embedding_cost,
-    mirror_joints,
-    pose_cost,
-    pose_features,
-)
+from model.blocks.warping import WarpingPath, dtw_path, frame_mapping, summary_text, warp_summary
+from model.inputs.pose_features import embedding_cost, mirror_joints, pose_cost, pose_features
 from pipeline.context import StageContext
 from pipeline.params import load_section, to_dict
 from pipeline.skeletons.layouts import get_layout

@@ -145,11 +145,7 @@ def check_heatmaps(ctx: StageContext, info: ModelInfo, needed: tuple[tuple[str, 
 def fit_inputs(ctx: StageContext, info: ModelInfo, inputs: Inputs) -> tuple[Inputs, str | None]:
     """The dataset's arrays as the model reads them: keypoints converted to the model's layout; then every
     per-frame shape must equal the model's. Returns (inputs, "src->dst" or None)."""
-    from pipeline.skeletons.convert import (
-        ConversionError,
-        convert_joints,
-        convert_points,
-    )
+    from pipeline.skeletons.convert import ConversionError, convert_joints, convert_points
 
     source = inputs.spec.layout
     conversion = None

@@ -36,12 +36,7 @@ from pipeline.context import StageContext
 from pipeline.params import to_dict
 from pipeline.runner import StageError, StageSummary, Task, run_incremental
 from pipeline.sequences import read_index, visual_source
-from pipeline.skeletons.estimator import (
-    LAYOUT,
-    EstimatedPoses,
-    EstimatorError,
-    PoseSettings,
-)
+from pipeline.skeletons.estimator import LAYOUT, EstimatedPoses, EstimatorError, PoseSettings
 from pipeline.store import ArtifactStore, absolute_url, fingerprint
 
 log = logging.getLogger(__name__)

@@ -37,12 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.datasets import DatasetError
-from pipeline.skeletons.convert import (
-    ConversionError,
-    conversion,
-    convert_joints,
-    convert_points,
-)
+from pipeline.skeletons.convert import ConversionError, conversion, convert_joints, convert_points
 from pipeline.skeletons.layouts import get_layout
 from pipeline.video.timeline import resample_indices, uniform_times
 

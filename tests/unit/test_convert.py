@@ -6,13 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.skeletons.convert import (
-    ConversionError,
-    can_convert,
-    conversion,
-    convert_joints,
-    convert_points,
-)
+from pipeline.skeletons.convert import ConversionError, can_convert, conversion, convert_joints, convert_points
 from pipeline.skeletons.layouts import get_layout
 
 

@@ -6,12 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.inputs.pose_features import (
-    embedding_cost,
-    mirror_joints,
-    pose_cost,
-    pose_features,
-)
+from model.inputs.pose_features import embedding_cost, mirror_joints, pose_cost, pose_features
 from pipeline.skeletons.layouts import get_layout
 
 PENN = get_layout("penn13")
