@@ -1,6 +1,7 @@
 """Benchmark: LA2DS training steps on Penn Action from the cached heatmaps against per-step rendering.
 
     python bench/bench_la2ds_inputs.py [--split test] [--steps 12] [--threads 2] [--set section.key=value ...]
+                                       [--cached-set la2ds.key=value ...]
 
 Both input paths train the same model (same initial weights, its own optimiser each) on the same batches of
 Penn Action's training split (the first `--steps` batches of epoch 0, as the trainer draws them):
@@ -10,9 +11,12 @@ Penn Action's training split (the first `--steps` batches of epoch 0, as the tra
   one limb rotated, Gaussian joint noise, as `model.inputs.skeleton_augment` does) and rasterised every
   step (`pipeline.heatmaps.raster_torch.render_torch`, the stage's compiled renderer on the CPU): the input
   path LA2DS had before it read the cache, kept here as the baseline.
-Steps alternate between the paths so that both see the same load on this shared machine. Prints ONE JSON
+`--cached-set` changes the cached path's LA2DS params only (e.g. a smaller model against the paper-sized
+model rendered per step). Steps alternate between the paths so that both see the same load on this
+shared machine. Prints ONE JSON
 line: sequences per second of each path (whole steps: collate, views, forward, backward, optimiser), the
-seconds spent making the views, the ratio, the load average before and after, and the heatmap store's size.
+seconds spent making the views, the ratio, the CPU seconds per sequence (less sensitive to other processes
+than wall time), the load average before and after, and the heatmap store's size.
 """
 
 from __future__ import annotations
@@ -77,18 +81,19 @@ def step(model, optimizer, batch, gen, views=None) -> tuple[float, float]:
 
     start = time.perf_counter()
     if views is None:
-        (maps0, m0), (maps1, m1), _, pos = heatmap_views(model.augment, batch, model.params, gen)
+        cached = heatmap_views(model.augment, batch, model.params, gen)
+        m0, m1, pos = cached.m0, cached.m1, cached.pos
     else:
         (maps0, m0), (maps1, m1), pos = views(batch, gen)
     view_seconds = time.perf_counter() - start
-    u0, u1 = model.encoder(maps0, m0), model.encoder(maps1, m1)
+    u0, u1 = cached.tokens(model.encoder) if views is None else (model.encoder(maps0, m0), model.encoder(maps1, m1))
     _, (z0, z1) = model.head.forward_pair(u0, m0, u1, m1)
     loss = one_way_matching_loss(z0, m0, z1, m1, pos, model.params.temperature)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
-    return view_seconds, float(loss)
+    return view_seconds, float(loss.detach())
 
 
 def main() -> None:
@@ -124,9 +129,15 @@ def main() -> None:
     cold_read = time.perf_counter() - start
     torch.manual_seed(train.seed)
     model = cls.build(params, inputs.spec)
-    paths = {"cached": model, "rendered": copy.deepcopy(model)}
+    paths = {"rendered": model, "cached": copy.deepcopy(model)}
+    if args.cached_set:
+        cached_ctx = make_context(ROOT / ".cache" / "bench_train_penn" / args.split, "pennaction",
+                                  [*args.overrides, *args.cached_set])
+        torch.manual_seed(train.seed)
+        paths["cached"] = cls.build(cached_ctx.params("la2ds", cls.params_cls), inputs.spec)
     optimizers = {k: torch.optim.Adam(m.parameters(), lr=train.lr) for k, m in paths.items()}
     seconds = {k: 0.0 for k in paths}
+    cpu_seconds = {k: 0.0 for k in paths}
     view_seconds = {k: 0.0 for k in paths}
     losses = {k: [] for k in paths}
     n_seq = 0
@@ -135,11 +146,12 @@ def main() -> None:
         for name in ("rendered", "cached") if s % 2 else ("cached", "rendered"):
             array = "heatmap" if name == "cached" else "joints_2d"
             gen = torch.Generator().manual_seed(step_seed(train.seed, s))
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             batch = collate([{array: inputs.arrays[rows[i]][array]} for i in positions])
             views = None if name == "cached" else (lambda b, g: rendered_views(paths["rendered"], b, heat, g))
             v, loss = step(paths[name], optimizers[name], batch, gen, views)
             seconds[name] += time.perf_counter() - t0
+            cpu_seconds[name] += time.process_time() - c0
             view_seconds[name] += v
             losses[name].append(loss)
         n_seq += len(positions)
@@ -152,11 +164,14 @@ def main() -> None:
         "speedup_cached_over_rendered": round(rate["cached"] / rate["rendered"], 2),
         "view_seconds": {k: round(v, 2) for k, v in view_seconds.items()},
         "step_seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "cpu_seconds_per_sequence": {k: round(v / n_seq, 3) for k, v in cpu_seconds.items()},
+        "speedup_in_cpu_time": round(cpu_seconds["rendered"] / cpu_seconds["cached"], 2),
         "cold_read_seconds": round(cold_read, 2),
         "mean_loss": {k: round(float(np.mean(v)), 4) for k, v in losses.items()},
         "heatmaps_stored_gib": round(store_bytes / 2**30, 2),
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after]},
-        "overrides": args.overrides,
+        "overrides": args.overrides, "cached_overrides": args.cached_set,
+        "parameters": {k: sum(p.numel() for p in m.parameters()) for k, m in paths.items()},
     }))
 
 
@@ -166,6 +181,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    ap.add_argument("--cached-set", dest="cached_set", action="append", default=[], metavar="la2ds.KEY=VALUE",
+                    help="override a la2ds param of the cached path only")
     return ap.parse_args()
 
 

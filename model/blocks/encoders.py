@@ -51,9 +51,14 @@ class HeatmapEncoder(nn.Module):
 
     def forward(self, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """maps: (B, T, C, S, S), mask: (B, T) -> (B, T, D), zero on padding."""
+        return self.sequence(self.frame_tokens(maps[mask]), mask)
+
+    def sequence(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Frame tokens (F, D) of the real frames, packed row by row (`x[mask]` order), mask: (B, T) ->
+        (B, T, D) through the temporal transformer, zero on padding."""
         B, T = mask.shape
-        frames = torch.zeros(B, T, self.dim, device=maps.device, dtype=maps.dtype)
-        frames[mask] = self.frame_tokens(maps[mask]).to(frames.dtype)
+        frames = torch.zeros(B, T, self.dim, device=tokens.device, dtype=tokens.dtype)
+        frames[mask] = tokens
         x = (frames + self.temporal_pe(frame_positions(mask))) * mask.unsqueeze(-1)
         return self.temporal(x, mask)
 

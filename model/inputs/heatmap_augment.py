@@ -114,7 +114,8 @@ def segment_map(a: Tensor, b: Tensor, a2: Tensor, b2: Tensor) -> Tensor:
     stretch = (length2 / length.clamp_min(EPS)).unsqueeze(-1)
     linear = stretch * e2.unsqueeze(-1) * e.unsqueeze(-2) + n2.unsqueeze(-1) * n.unsqueeze(-2)
     short = (length < 1e-2).unsqueeze(-1)
-    linear = torch.where(short, torch.eye(2, device=a.device).expand_as(linear), linear)
+    still = ((a2 == a) & (b2 == b)).all(-1)[..., None, None]  # ends that do not move: exactly the identity
+    linear = torch.where(short | still, torch.eye(2, device=a.device).expand_as(linear), linear)
     shift = torch.where(short.squeeze(-1), (a2 + b2 - a - b) / 2, a2 - (linear @ a.unsqueeze(-1)).squeeze(-1))
     return torch.cat((linear, shift.unsqueeze(-1)), dim=-1)
 
@@ -130,11 +131,10 @@ def warp(maps: Tensor, maps_to: Tensor) -> Tensor:
     inv_shift = -(inv @ shift.unsqueeze(-1)).squeeze(-1)  # (M, 2)
     # source point in cells, then grid_sample's [-1, 1] (align_corners=False: -1 is the left edge of cell 0)
     norm = 2.0 / S
-    cols = inv[:, None, None, :, 0] * norm  # (M, 1, 1, 2): how (x, y) of the source move with u
-    rows = inv[:, None, None, :, 1] * norm
-    offset = (inv_shift * norm + (norm / 2 - 1))[:, None, None, :]
-    cells = torch.arange(S, dtype=maps.dtype, device=maps.device)
-    grid = cells[None, None, :, None] * cols + cells[None, :, None, None] * rows + offset  # (M, S, S, 2)
+    cells = torch.arange(S, dtype=maps.dtype, device=maps.device)[None, :, None]  # (1, S, 1)
+    along_u = cells * (inv[:, None, :, 0] * norm) + (inv_shift * norm + (norm / 2 - 1))[:, None, :]  # (M, S, 2)
+    along_v = cells * (inv[:, None, :, 1] * norm)  # (M, S, 2)
+    grid = along_u[:, None, :, :] + along_v[:, :, None, :]  # (M, S, S, 2): [m, v, u] -> source (x, y)
     out = F.grid_sample(maps.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.squeeze(1)
 
@@ -150,16 +150,26 @@ def centres(maps: Tensor) -> tuple[Tensor, Tensor]:
 
 
 # ----------------------------------------------------------------------------- the augmentation of a batch
-def take_frames(x: Tensor, index: Tensor) -> Tensor:
-    """x (B, T, ...), index (B, N) into each row's frames -> (B, N, ...) (a new tensor)."""
-    rows = torch.arange(x.shape[0], device=x.device)[:, None]
-    return x[rows, index.to(x.device)]
+@dataclass
+class Draws:
+    """Every random value of one batch's augmentation, drawn in a fixed order whatever the probabilities
+    (so that switching one augmentation off does not change the others' draws). Shapes: (B,) per sequence,
+    (B, N) per frame."""
 
-
-def flip(maps: Tensor, layout: Skeleton) -> Tensor:
-    """Horizontally flipped maps (..., C, S, S): x reversed, left/right channels swapped."""
-    perm = torch.as_tensor(layout.channel_flip_permutation, device=maps.device)
-    return maps.index_select(-3, perm).flip(-1)
+    flip: Tensor
+    limb: Tensor
+    jitter_on: Tensor
+    affine: Tensor
+    pivot: Tensor
+    angle: Tensor
+    jitter: Tensor  # (B, N, K, 2) cells
+    rotate: Tensor  # the sequence affine: angle, scale factor, (B, 2) shift in cells
+    scale: Tensor
+    shift: Tensor
+    drop: Tensor  # (B, N) bool
+    drop_joint: Tensor  # (B, N) long
+    noise: Tensor
+    noise_seed: int
 
 
 class HeatmapAugment:
@@ -167,107 +177,126 @@ class HeatmapAugment:
 
     def __init__(self, layout: Skeleton, params: HeatmapAugmentParams):
         self.layout, self.params = layout, params
-        K, C = layout.n_joints, layout.n_channels
+        K = layout.n_joints
         self.limbs = torch.as_tensor(layout.limbs, dtype=torch.long).reshape(-1, 2)
         parents = kinematic_parents(layout)
         subtree = descendants(parents)  # (K, K): [j, k] joint k hangs from joint j
         self.pivots = torch.as_tensor([j for j in range(K) if subtree[j].any()], dtype=torch.long)
-        # moves[j, c]: channel c turns with a rotation about joint j (its subtree's joints, limbs with both
-        # ends in the subtree or at j)
-        with_pivot = subtree | torch.eye(K, dtype=torch.bool)
-        ends = with_pivot[:, self.limbs]  # (K, L, 2)
+        # moves[j, c]: channel c turns with a rotation about joint j (its subtree's joints, and the limbs with
+        # both ends in the subtree or at j)
+        ends = (subtree | torch.eye(K, dtype=torch.bool))[:, self.limbs]  # (K, L, 2)
         self.moves = torch.cat((subtree, ends.all(-1) & subtree[:, self.limbs].any(-1)), dim=1)
-        # touches[k, c]: channels that vanish with joint k (its own and its limbs')
-        self.touches = torch.cat((torch.eye(K, dtype=torch.bool), (self.limbs == torch.arange(K)[:, None, None]).any(-1)), 1)
-        assert self.moves.shape == self.touches.shape == (K, C)
+        # touches[k, c]: the channels that vanish with joint k (its own and its limbs')
+        limb_has = (self.limbs == torch.arange(K)[:, None, None]).any(-1)  # (K, L)
+        self.touches = torch.cat((torch.eye(K, dtype=torch.bool), limb_has), dim=1)
+        self.perm = torch.as_tensor(layout.channel_flip_permutation, dtype=torch.long)
 
-    def __call__(self, original: Tensor, pos: Tensor, mask: Tensor, gen: torch.Generator) -> Tensor:
-        """original (B, M, C, S, S) maps of the original view; pos (B, N) the augmented frames' positions in it,
-        mask (B, N) their real frames -> the augmented view (B, N, C, S, S), zero on padding."""
-        maps = take_frames(original, pos) * mask[..., None, None, None].to(original.dtype)
-        B = maps.shape[0]
-        p = self.params
-        flipped = _rows(_bernoulli(B, p.flip_p, gen), maps.device)
-        if len(flipped):
-            maps[flipped] = flip(maps[flipped], self.layout)
-        maps = self._geometric(maps, mask, gen)
-        maps = self._dropout(maps, gen)
-        return self._noise(maps, gen) * mask[..., None, None, None].to(maps.dtype)
+    def __call__(self, maps: Tensor, src: Tensor, mask: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The augmented view of a batch, as the frames that differ from what they show.
 
-    def _geometric(self, maps: Tensor, mask: Tensor, gen: torch.Generator) -> Tensor:
-        """Limb rotation, position noise and the sequence affine, composed per frame and channel, resampled once."""
-        B, N, C, S, _ = maps.shape
-        K, p = self.layout.n_joints, self.params
-        limb_on, jitter_on, affine_on = (_bernoulli(B, q, gen) for q in (p.limb_p, p.position_p, p.affine_p))
+        maps (B, T, C, S, S): the batch's maps; src (B, N): the frame of its row each augmented frame shows;
+        mask (B, N): real augmented frames. Returns (frames (F', C, S, S), changed (F,) bool): over the F real
+        augmented frames, packed row by row (`mask` order), which ones augmentation changed, and those frames
+        (in the same order); an unchanged frame is exactly maps[b, src[b, n]]."""
+        d = self.draw(*mask.shape, gen)
+        dev = maps.device
+        rows, cols = mask.nonzero(as_tuple=True)
+        warped = (d.flip | d.limb | d.jitter_on | d.affine).to(dev)
+        noisy = d.noise.to(dev)
+        dropped = d.drop.to(dev)[rows, cols]
+        changed = warped[rows] | noisy[rows] | dropped
+        which = changed.nonzero().squeeze(1)  # positions among the F frames
+        frames = maps[rows[which], src[rows[which], cols[which]]]  # (F', C, S, S): a new tensor
+        seq, at = rows[which], cols[which]
+        self._geometric(frames, seq, at, d, warped[seq])
+        self._dropout(frames, seq, at, d)
+        self._noise(frames, noisy[seq], d.noise_seed)
+        return frames, changed
+
+    def draw(self, B: int, N: int, gen: torch.Generator) -> Draws:
+        """All random values for B sequences of at most N augmented frames."""
+        p, K = self.params, self.layout.n_joints
+        flip, limb, jitter_on, affine = (_bernoulli(B, q, gen) for q in (p.flip_p, p.limb_p, p.position_p, p.affine_p))
         pivot = self.pivots[torch.randint(len(self.pivots), (B,), generator=gen)]
         angle = torch.randn(B, generator=gen) * p.limb_std
-        jitter = torch.randn(B, N, K, 2, generator=gen) * p.position_std * jitter_on[:, None, None, None]
-        whole = sequence_affine(torch.randn(B, generator=gen) * p.rotate_std,
-                                torch.exp(torch.randn(B, generator=gen) * p.scale_std),
-                                torch.randn(B, 2, generator=gen) * p.translate_std, S)
-        chosen = limb_on | jitter_on | affine_on
-        if not bool(chosen.any()):
-            return maps
-        rows = chosen.nonzero().squeeze(1)
-        dev = maps.device
-        sub = maps[rows.to(dev)]  # (R, N, C, S, S)
-        whole = torch.where(affine_on[rows, None, None], whole[rows], identity(len(rows)))
-        maps_to = self._frame_maps(sub, pivot[rows].to(dev), torch.where(limb_on[rows], angle[rows], 0.0).to(dev),
-                                   jitter[rows].to(dev), whole.to(dev))  # (R, N, C, 2, 3)
-        real = mask[rows.to(dev)]  # only real frames are resampled
-        moved = warp(sub[real].reshape(-1, S, S), maps_to[real].reshape(-1, 2, 3))
-        sub[real] = moved.reshape(-1, C, S, S)
-        maps[rows.to(dev)] = sub
-        return maps
-
-    def _frame_maps(self, sub: Tensor, pivot: Tensor, angle: Tensor, jitter: Tensor, whole: Tensor) -> Tensor:
-        """(R, N, C, 2, 3) affine map of every channel of every frame: rotation of the pivot's subtree, then
-        the joints' shifts (limbs following their joints), then the sequence's affine."""
-        R, N, C = sub.shape[:3]
-        K = self.layout.n_joints
-        at, found = centres(sub[:, :, :K])  # (R, N, K, 2), (R, N, K)
-        rows = torch.arange(R, device=sub.device)
-        centre = at[rows, :, pivot]  # (R, N, 2)
-        angle = angle[:, None].expand(R, N) * found[rows, :, pivot]  # no pivot in a frame: no rotation
-        turn = rotation_about(angle, centre)  # (R, N, 2, 3)
-        moves = self.moves.to(sub.device)[pivot]  # (R, C)
-        frame = torch.where(moves[:, None, :, None, None], turn[:, :, None], identity(R, N, C, device=sub.device))
-        joints = frame[:, :, :K].clone()
-        joints[..., 2] += jitter  # a joint's shift follows its rotation
-        final = apply(joints, at)  # where every joint ends up (R, N, K, 2)
-        # a limb is rotated with its subtree (or not), then stretched so that its ends meet their joints
-        a, b = self.limbs[:, 0].to(sub.device), self.limbs[:, 1].to(sub.device)
-        limb_frame = frame[:, :, K:]
-        ends = segment_map(apply(limb_frame, at[:, :, a]), apply(limb_frame, at[:, :, b]), final[:, :, a], final[:, :, b])
-        return compose(whole[:, None, None], torch.cat((joints, compose(ends, limb_frame)), dim=2))
-
-    def _dropout(self, maps: Tensor, gen: torch.Generator) -> Tensor:
-        """With probability drop_p per frame, one random joint's channel and its limbs' channels zeroed."""
-        B, N = maps.shape[:2]
-        if self.params.drop_p <= 0:
-            return maps
-        hit = torch.rand(B, N, generator=gen) < self.params.drop_p
-        joint = torch.randint(self.layout.n_joints, (B, N), generator=gen)
-        if not bool(hit.any()):
-            return maps
-        keep = ~(self.touches[joint] & hit[..., None])  # (B, N, C)
-        return maps * keep.to(maps.device, maps.dtype)[..., None, None]
-
-    def _noise(self, maps: Tensor, gen: torch.Generator) -> Tensor:
-        """With probability noise_p per sequence, add N(0, noise_std^2) per cell (clipped at 0)."""
-        on = _rows(_bernoulli(maps.shape[0], self.params.noise_p, gen), maps.device)
+        jitter = torch.randn(B, N, K, 2, generator=gen) * p.position_std
+        rotate = torch.randn(B, generator=gen) * p.rotate_std
+        scale = torch.exp(torch.randn(B, generator=gen) * p.scale_std)
+        shift = torch.randn(B, 2, generator=gen) * p.translate_std
+        drop = torch.rand(B, N, generator=gen) < p.drop_p
+        drop_joint = torch.randint(K, (B, N), generator=gen)
+        noise = _bernoulli(B, p.noise_p, gen)
         seed = int(torch.randint(2**62, (), generator=gen))
-        if not len(on):
-            return maps
-        device_gen = torch.Generator(maps.device).manual_seed(seed)
-        noise = torch.randn(maps[on].shape, generator=device_gen, device=maps.device, dtype=maps.dtype)
-        maps[on] = (maps[on] + self.params.noise_std * noise).clamp_min(0)
-        return maps
+        return Draws(flip, limb, jitter_on, affine, pivot, angle, jitter, rotate, scale, shift, drop, drop_joint,
+                     noise, seed)
+
+    def _geometric(self, frames: Tensor, seq: Tensor, at: Tensor, d: Draws, warped: Tensor) -> None:
+        """Flip, limb rotation, position noise and the sequence affine of the frames (F', C, S, S) of sequences
+        `seq` (F',) at positions `at` (F',) where `warped` (F',): composed into one affine map per frame and
+        channel, and resampled once (in place; a map whose map is the identity is not resampled)."""
+        if not bool(warped.any()):
+            return
+        _, C, S, _ = frames.shape
+        K, dev = self.layout.n_joints, frames.device
+        fsel = warped.nonzero().squeeze(1)
+        s, n = seq[fsel].cpu(), at[fsel].cpu()
+        flipped = d.flip[s].to(dev)  # (Fs,)
+        perm = self.perm.to(dev)
+        # joint centres as the flipped maps would show them: channel perm[k], mirrored
+        centre, found = centres(frames[fsel, :K])  # (Fs, K, 2), (Fs, K)
+        mirrored = centre[:, perm[:K]] * torch.tensor([-1.0, 1.0], device=dev) + torch.tensor([S - 1.0, 0.0], device=dev)
+        centre = torch.where(flipped[:, None, None], mirrored, centre)
+        found = torch.where(flipped[:, None], found[:, perm[:K]], found)
+        angle = torch.where(d.limb[s], d.angle[s], 0.0).to(dev)
+        jitter = (d.jitter[s, n] * d.jitter_on[s, None, None]).to(dev)  # (Fs, K, 2)
+        whole = sequence_affine(d.rotate[s], d.scale[s], d.shift[s], S)
+        whole = torch.where(d.affine[s, None, None], whole, identity(len(s))).to(dev)
+        maps_to = self._frame_maps(centre, found, d.pivot[s].to(dev), angle, jitter, whole)  # (Fs, C, 2, 3)
+        mirror = torch.tensor([[-1.0, 0.0, S - 1.0], [0.0, 1.0, 0.0]], device=dev)
+        maps_to = torch.where(flipped[:, None, None, None], compose(maps_to, mirror), maps_to)
+        moving = flipped[:, None] | (maps_to - identity(device=dev)).abs().amax((-2, -1)).gt(1e-6)  # (Fs, C)
+        f, c = moving.nonzero(as_tuple=True)
+        channel = torch.where(flipped[f], perm[c], c)  # a flipped frame's channel c shows channel perm[c]
+        frames[fsel[f], c] = warp(frames[fsel[f], channel], maps_to[f, c])
+
+    def _frame_maps(self, centre: Tensor, found: Tensor, pivot: Tensor, angle: Tensor, jitter: Tensor,
+                    whole: Tensor) -> Tensor:
+        """(Fs, C, 2, 3) affine map of every channel of Fs frames with joint centres (Fs, K, 2) (found: (Fs, K)):
+        rotation of the pivot's subtree by `angle` (Fs,), then the joints' shifts `jitter` (Fs, K, 2) (limbs
+        following their joints), then the sequence's affine `whole` (Fs, 2, 3)."""
+        Fs, K = centre.shape[:2]
+        C, dev = K + len(self.limbs), centre.device
+        frames = torch.arange(Fs, device=dev)
+        angle = angle * found[frames, pivot]  # no pivot in a frame: no rotation
+        turn = rotation_about(angle, centre[frames, pivot])  # (Fs, 2, 3)
+        moves = self.moves.to(dev)[pivot]  # (Fs, C)
+        frame = torch.where(moves[:, :, None, None], turn[:, None], identity(Fs, C, device=dev))
+        joints = frame[:, :K].clone()
+        joints[..., 2] += jitter  # a joint's shift follows its rotation
+        final = apply(joints, centre)  # where every joint ends up (Fs, K, 2)
+        # a limb turns with its subtree (or not), then stretches so that its ends meet their joints
+        a, b = self.limbs[:, 0].to(dev), self.limbs[:, 1].to(dev)
+        limb_frame = frame[:, K:]
+        ends = segment_map(apply(limb_frame, centre[:, a]), apply(limb_frame, centre[:, b]), final[:, a], final[:, b])
+        return compose(whole[:, None], torch.cat((joints, compose(ends, limb_frame)), dim=1))
+
+    def _dropout(self, frames: Tensor, seq: Tensor, at: Tensor, d: Draws) -> None:
+        """Zero, in the frames where it was drawn, one joint's channel and its limbs' channels (in place)."""
+        s, n = seq.cpu(), at.cpu()
+        gone = self.touches[d.drop_joint[s, n]] & d.drop[s, n, None]  # (F', C)
+        if bool(gone.any()):
+            f, c = gone.to(frames.device).nonzero(as_tuple=True)
+            frames[f, c] = 0.0
+
+    def _noise(self, frames: Tensor, noisy: Tensor, seed: int) -> None:
+        """Add N(0, noise_std^2) per cell to the frames of noisy sequences (F',), clipped at 0 (in place)."""
+        if not bool(noisy.any()):
+            return
+        f = noisy.nonzero().squeeze(1)
+        gen = torch.Generator(frames.device).manual_seed(seed)
+        noise = torch.randn((len(f), *frames.shape[1:]), generator=gen, device=frames.device, dtype=frames.dtype)
+        frames[f] = (frames[f] + self.params.noise_std * noise).clamp_min(0)
 
 
 def _bernoulli(n: int, p: float, gen: torch.Generator) -> Tensor:
     return torch.rand(n, generator=gen) < p
-
-
-def _rows(chosen: Tensor, device: torch.device) -> Tensor:
-    return chosen.nonzero().squeeze(1).to(device)

@@ -72,8 +72,8 @@ class FusionLate(AlignmentMethod):
         self.fuse = nn.Linear(2 * p.d_model, p.d_model)
         self.head, self.heat_head, self.rgb_head = alignment_head(p), alignment_head(p), alignment_head(p)
 
-    def _tokens(self, maps: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.heat_encoder(maps, mask), self.rgb_encoder(self.rgb_norm(features.float()), mask)
+    def _rgb(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.rgb_encoder(self.rgb_norm(features.float()), mask)
 
     def _fused(self, u_heat: torch.Tensor, u_rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.fuse(torch.cat((u_heat, u_rgb), dim=-1)) * mask.unsqueeze(-1)
@@ -82,10 +82,12 @@ class FusionLate(AlignmentMethod):
         p = self.params
         if progress.epochs <= p.stage1_epochs:
             raise ValueError(f"fusion_late: train.epochs ({progress.epochs}) must exceed stage1_epochs ({p.stage1_epochs})")
-        (maps0, m0), (maps1, m1), g0, pos = heatmap_views(self.augment, batch, p, gen)
-        feat0 = gather_frames(batch.arrays["feature"], g0)  # the RGB stream follows the same temporal views
-        h0, f0 = self._tokens(maps0, feat0, m0)
-        h1, f1 = self._tokens(maps1, gather_frames(feat0, pos), m1)
+        views = heatmap_views(self.augment, batch, p, gen)
+        m0, m1, pos = views.m0, views.m1, views.pos
+        h0, h1 = views.tokens(self.heat_encoder)
+        feat0 = gather_frames(batch.arrays["feature"], views.g0)  # the RGB stream follows the same temporal views
+        f0 = self._rgb(feat0, m0)
+        f1 = self._rgb(gather_frames(feat0, pos), m1)
 
         def matching(head: AlignmentHead, u0: torch.Tensor, u1: torch.Tensor) -> torch.Tensor:
             _, (z0, z1) = head.forward_pair(u0, m0, u1, m1)
@@ -100,5 +102,5 @@ class FusionLate(AlignmentMethod):
     def embed(self, batch: Batch) -> torch.Tensor:
         """(B, T, d_model) fused embeddings of the unaugmented sequences."""
         mask = batch.mask
-        h, f = self._tokens(batch.arrays[HEATMAP], batch.arrays["feature"], mask)
+        h, f = self.heat_encoder(batch.arrays[HEATMAP], mask), self._rgb(batch.arrays["feature"], mask)
         return self.head.single(self._fused(h, f, mask), mask)

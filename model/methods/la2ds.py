@@ -22,7 +22,7 @@ import torch
 from model.batch import Batch
 from model.blocks.alignment_head import AlignmentHead
 from model.blocks.encoders import HeatmapEncoder
-from model.inputs.heatmap_augment import HeatmapAugment, HeatmapAugmentParams, take_frames
+from model.inputs.heatmap_augment import HeatmapAugment, HeatmapAugmentParams
 from model.inputs.temporal_augment import one_way_maps
 from model.losses.alignment import one_way_matching_loss
 from model.method import AlignmentMethod, InputSpec, Progress
@@ -78,18 +78,49 @@ def alignment_head(p: La2dsParams) -> AlignmentHead:
                          proj_dim=p.proj_dim, ff_mult=p.ff_mult, dropout=p.dropout)
 
 
-def heatmap_views(augment: HeatmapAugment, batch: Batch, p: La2dsParams, gen: torch.Generator):
+@dataclass
+class HeatmapViews:
+    """LA2DS's two views of a batch, as real frames packed row by row (`x[mask]` order).
+
+    frames0 (F0, C, S, S) / m0 (B, M): the original view; frames1 (F1', C, S, S): the augmented frames that
+    augmentation changed, `changed` (F1,) which of the augmented view's F1 real frames (mask m1 (B, N)) they
+    are; `shows` (F1,): the original-view frame (index into frames0) each augmented frame shows, so an
+    unchanged frame is frames0[shows] and its tokens need not be computed twice; g0 (B, M): the original
+    view's frames in the batch; pos (B, N): the augmented frames' positions in the original view."""
+
+    frames0: torch.Tensor
+    m0: torch.Tensor
+    frames1: torch.Tensor
+    changed: torch.Tensor
+    shows: torch.Tensor
+    m1: torch.Tensor
+    g0: torch.Tensor
+    pos: torch.Tensor
+
+    def tokens(self, encoder: HeatmapEncoder) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U0 (B, M, D), U1 (B, N, D)): both views through `encoder`, the spatial transformer run once per
+        distinct frame."""
+        t0 = encoder.frame_tokens(self.frames0)  # (F0, D)
+        t1 = t0[self.shows]
+        if len(self.frames1):
+            t1 = t1.index_put((self.changed.nonzero().squeeze(1),), encoder.frame_tokens(self.frames1).to(t1.dtype))
+        return encoder.sequence(t0, self.m0), encoder.sequence(t1, self.m1)
+
+
+def heatmap_views(augment: HeatmapAugment, batch: Batch, p: La2dsParams, gen: torch.Generator) -> HeatmapViews:
     """LA2DS's two views of a batch's heatmaps (Sec. 3.2): a random window of at most `max_frames` frames is the
-    original view; the augmented view is a temporal subset of it, augmented in heatmap space. Returns
-    (maps0 (B, M, C, S, S), m0), (maps1 (B, N, C, S, S), m1), g0 (B, M) the original view's frames and
-    pos (B, N) the augmented frames' positions in the original view (late fusion gathers RGB with them)."""
+    original view; the augmented view is a temporal subset of it, augmented in heatmap space."""
     maps = batch.arrays[HEATMAP]
     g0, m0, pos, m1 = one_way_maps(batch.lengths.tolist(), gen, probability=p.augment.temporal_p,
                                    min_fraction=p.augment.temporal_min_fraction, max_frames=p.max_frames,
                                    device=maps.device)
-    whole = bool((batch.lengths <= p.max_frames).all())  # every window is its whole sequence: no copy
-    original = maps if whole else take_frames(maps, g0)
-    return (original, m0), (augment(original, pos, m1, gen), m1), g0, pos
+    rows0, cols0 = m0.nonzero(as_tuple=True)
+    frames0 = maps[rows0, g0[rows0, cols0]]  # (F0, C, S, S)
+    frames1, changed = augment(maps, g0.gather(1, pos), m1, gen)
+    rows1, cols1 = m1.nonzero(as_tuple=True)
+    start = m0.sum(1).cumsum(0) - m0.sum(1)  # where each row's frames begin in frames0
+    shows = start[rows1] + pos[rows1, cols1]
+    return HeatmapViews(frames0, m0, frames1, changed, shows, m1, g0, pos)
 
 
 class La2ds(AlignmentMethod):
@@ -112,10 +143,11 @@ class La2ds(AlignmentMethod):
         self.head = alignment_head(params)
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
-        (maps0, m0), (maps1, m1), _, pos = heatmap_views(self.augment, batch, self.params, gen)
-        u0, u1 = self.encoder(maps0, m0), self.encoder(maps1, m1)
+        views = heatmap_views(self.augment, batch, self.params, gen)
+        u0, u1 = views.tokens(self.encoder)
+        m0, m1 = views.m0, views.m1
         _, (z0, z1) = self.head.forward_pair(u0, m0, u1, m1)
-        loss = one_way_matching_loss(z0, m0, z1, m1, pos, self.params.temperature)
+        loss = one_way_matching_loss(z0, m0, z1, m1, views.pos, self.params.temperature)
         return loss, {"matching": float(loss.detach())}
 
     def embed(self, batch: Batch) -> torch.Tensor:

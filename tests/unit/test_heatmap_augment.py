@@ -47,11 +47,23 @@ def _render(joints: torch.Tensor) -> torch.Tensor:
     return render_torch(joints, PENN.limbs, BOX, S, 1.0)
 
 
+def _view(augment: HeatmapAugment, maps: torch.Tensor, src: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+    """The whole augmented view (B, N, C, S, S), zero on padding: the changed frames HeatmapAugment returns
+    put among the frames they came from."""
+    frames, changed = augment(maps, src, mask, torch.Generator().manual_seed(seed))
+    rows, cols = mask.nonzero(as_tuple=True)
+    packed = maps[rows, src[rows, cols]]
+    packed[changed] = frames
+    out = maps.new_zeros(*mask.shape, *maps.shape[2:])
+    out[mask] = packed
+    return out
+
+
 def _augment(maps: torch.Tensor, params: HeatmapAugmentParams, seed: int = 0) -> torch.Tensor:
     """One sequence (T, C, S, S), every frame kept, through HeatmapAugment."""
     T = maps.shape[0]
-    pos, mask = torch.arange(T)[None], torch.ones(1, T, dtype=torch.bool)
-    return HeatmapAugment(PENN, params)(maps[None], pos, mask, torch.Generator().manual_seed(seed))[0]
+    src, mask = torch.arange(T)[None], torch.ones(1, T, dtype=torch.bool)
+    return _view(HeatmapAugment(PENN, params), maps[None], src, mask, seed)[0]
 
 
 def test_flip_lights_the_right_wrist_where_the_left_one_was_mirrored():
@@ -144,8 +156,10 @@ def test_draws_repeat_with_the_seed_and_leave_padding_zero(section):
     pos = torch.tensor([[0, 1, 2, 3], [0, 2, 3, 0]] * 3)
     mask = torch.tensor([[True] * 4, [True, True, True, False]] * 3)
     augment = HeatmapAugment(PENN, params)
-    a, b = (augment(maps, pos, mask, torch.Generator().manual_seed(7)) for _ in range(2))
-    c = augment(maps, pos, mask, torch.Generator().manual_seed(8))
+    a, b = (_view(augment, maps, pos, mask, 7) for _ in range(2))
+    c = _view(augment, maps, pos, mask, 8)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert torch.all(a[~mask] == 0) and a.shape == (6, 4, PENN.n_channels, S, S)
+    assert a.shape == (6, 4, PENN.n_channels, S, S)
     assert torch.all(maps[1, 0] == _render(_joints(4, 1))[0])  # the input is left as it was
+    frames, changed = augment(maps, pos, mask, torch.Generator().manual_seed(7))
+    assert changed.shape == (int(mask.sum()),) and len(frames) == int(changed.sum()) < len(changed)
