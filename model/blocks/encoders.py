@@ -45,7 +45,19 @@ class HeatmapEncoder(nn.Module):
 
     def frame_tokens(self, maps: torch.Tensor) -> torch.Tensor:
         """(N, C, S, S) heatmaps of N frames -> (N, D) pooled outputs of the spatial transformer."""
-        tokens = self.embed(self.patches(maps)) + self.spatial_pe
+        return self.patch_tokens(self.patches(maps))
+
+    def frame_tokens_at(self, maps: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """frame_tokens of maps[rows, frames] for a batch maps (B, T, C, S, S) and (F,) indices -> (F, D); the
+        frames are copied once, straight into patch order."""
+        B, T, C, S, _ = maps.shape
+        p, n = self.patch, S // self.patch
+        view = maps.reshape(B, T, C, n, p, n, p).permute(0, 1, 3, 5, 2, 4, 6)  # (B, T, n, n, C, p, p): no copy
+        return self.patch_tokens(view[rows, frames].reshape(len(rows), n * n, C * p * p))
+
+    def patch_tokens(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, (S/p)^2, C * p * p) patches of N frames -> (N, D) pooled outputs of the spatial transformer."""
+        tokens = self.embed(patches) + self.spatial_pe
         full = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return self.spatial(tokens, full).mean(dim=1)
 

@@ -80,15 +80,18 @@ def alignment_head(p: La2dsParams) -> AlignmentHead:
 
 @dataclass
 class HeatmapViews:
-    """LA2DS's two views of a batch, as real frames packed row by row (`x[mask]` order).
+    """LA2DS's two views of a batch, their real frames packed row by row (`x[mask]` order).
 
-    frames0 (F0, C, S, S) / m0 (B, M): the original view; frames1 (F1', C, S, S): the augmented frames that
-    augmentation changed, `changed` (F1,) which of the augmented view's F1 real frames (mask m1 (B, N)) they
-    are; `shows` (F1,): the original-view frame (index into frames0) each augmented frame shows, so an
-    unchanged frame is frames0[shows] and its tokens need not be computed twice; g0 (B, M): the original
-    view's frames in the batch; pos (B, N): the augmented frames' positions in the original view."""
+    The original view (mask m0 (B, M)) is frames `src0` (F0,) of rows `rows0` (F0,) of the batch's `maps`
+    (B, T, C, S, S), read where they lie. Of the augmented view's F1 real frames (mask m1 (B, N)), `changed`
+    (F1,) marks those augmentation changed and `frames1` (F1', C, S, S) holds them, in order; `shows` (F1,) is
+    the original-view frame (index among the F0) each augmented frame shows, so an unchanged frame's tokens are
+    the original frame's. g0 (B, M): the original view's frames in the batch; pos (B, N): the augmented
+    frames' positions in the original view."""
 
-    frames0: torch.Tensor
+    maps: torch.Tensor
+    rows0: torch.Tensor
+    src0: torch.Tensor
     m0: torch.Tensor
     frames1: torch.Tensor
     changed: torch.Tensor
@@ -100,7 +103,7 @@ class HeatmapViews:
     def tokens(self, encoder: HeatmapEncoder) -> tuple[torch.Tensor, torch.Tensor]:
         """(U0 (B, M, D), U1 (B, N, D)): both views through `encoder`, the spatial transformer run once per
         distinct frame."""
-        t0 = encoder.frame_tokens(self.frames0)  # (F0, D)
+        t0 = encoder.frame_tokens_at(self.maps, self.rows0, self.src0)  # (F0, D)
         t1 = t0[self.shows]
         if len(self.frames1):
             t1 = t1.index_put((self.changed.nonzero().squeeze(1),), encoder.frame_tokens(self.frames1).to(t1.dtype))
@@ -115,12 +118,11 @@ def heatmap_views(augment: HeatmapAugment, batch: Batch, p: La2dsParams, gen: to
                                    min_fraction=p.augment.temporal_min_fraction, max_frames=p.max_frames,
                                    device=maps.device)
     rows0, cols0 = m0.nonzero(as_tuple=True)
-    frames0 = maps[rows0, g0[rows0, cols0]]  # (F0, C, S, S)
     frames1, changed = augment(maps, g0.gather(1, pos), m1, gen)
     rows1, cols1 = m1.nonzero(as_tuple=True)
-    start = m0.sum(1).cumsum(0) - m0.sum(1)  # where each row's frames begin in frames0
+    start = m0.sum(1).cumsum(0) - m0.sum(1)  # where each row's frames begin among the F0
     shows = start[rows1] + pos[rows1, cols1]
-    return HeatmapViews(frames0, m0, frames1, changed, shows, m1, g0, pos)
+    return HeatmapViews(maps, rows0, g0[rows0, cols0], m0, frames1, changed, shows, m1, g0, pos)
 
 
 class La2ds(AlignmentMethod):

@@ -163,3 +163,30 @@ def test_draws_repeat_with_the_seed_and_leave_padding_zero(section):
     assert torch.all(maps[1, 0] == _render(_joints(4, 1))[0])  # the input is left as it was
     frames, changed = augment(maps, pos, mask, torch.Generator().manual_seed(7))
     assert changed.shape == (int(mask.sum()),) and len(frames) == int(changed.sum()) < len(changed)
+
+
+def test_la2ds_views_encode_as_the_whole_views_would():
+    """Reading the original view in place and reusing the tokens of unchanged augmented frames changes nothing."""
+    from model.batch import collate
+    from model.method import InputSpec
+    from model.methods.la2ds import La2ds, heatmap_views
+    from tests.tiny_models import tiny_params
+
+    torch.manual_seed(0)
+    params = tiny_params("la2ds", augment=_params(temporal_p=1.0, temporal_min_fraction=0.5, flip_p=0.5, drop_p=0.1))
+    model = La2ds(params, InputSpec({"heatmap": (PENN.n_channels, S, S)}, "penn13")).eval()
+    batch = collate([{"heatmap": _render(_joints(n, n)).numpy()} for n in (5, 9, 7, 3)])
+    views = heatmap_views(model.augment, batch, params, torch.Generator().manual_seed(1))
+    assert 0 < int(views.changed.sum()) < len(views.changed)
+    with torch.no_grad():
+        u0, u1 = views.tokens(model.encoder)
+        maps = batch.arrays["heatmap"]
+        whole0 = model.encoder(maps[torch.arange(4)[:, None], views.g0] * views.m0[..., None, None, None], views.m0)
+        src1 = views.g0.gather(1, views.pos)
+        rows, cols = views.m1.nonzero(as_tuple=True)
+        packed = maps[rows, src1[rows, cols]]
+        packed[views.changed] = views.frames1
+        whole1 = maps.new_zeros(*views.m1.shape, *maps.shape[2:])
+        whole1[views.m1] = packed
+        torch.testing.assert_close(u0, whole0, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(u1, model.encoder(whole1, views.m1), atol=1e-5, rtol=1e-4)
