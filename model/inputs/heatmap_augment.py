@@ -198,6 +198,10 @@ class HeatmapAugment:
         mask (B, N): real augmented frames. Returns (frames (F', C, S, S), changed (F,) bool): over the F real
         augmented frames, packed row by row (`mask` order), which ones augmentation changed, and those frames
         (in the same order); an unchanged frame is exactly maps[b, src[b, n]]."""
+        with torch.autocast(maps.device.type, enabled=False):  # cell positions need float32, not bf16
+            return self._augment(maps.float(), src, mask, gen)
+
+    def _augment(self, maps: Tensor, src: Tensor, mask: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         d = self.draw(*mask.shape, gen)
         dev = maps.device
         rows, cols = mask.nonzero(as_tuple=True)

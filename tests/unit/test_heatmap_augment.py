@@ -163,6 +163,9 @@ def test_draws_repeat_with_the_seed_and_leave_padding_zero(section):
     assert torch.all(maps[1, 0] == _render(_joints(4, 1))[0])  # the input is left as it was
     frames, changed = augment(maps, pos, mask, torch.Generator().manual_seed(7))
     assert changed.shape == (int(mask.sum()),) and len(frames) == int(changed.sum()) < len(changed)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # training autocasts on CUDA: positions stay float32
+        in_autocast, _ = augment(maps, pos, mask, torch.Generator().manual_seed(7))
+    assert in_autocast.dtype == torch.float32 and torch.equal(in_autocast, frames)
 
 
 def test_la2ds_views_encode_as_the_whole_views_would():
