@@ -7,7 +7,8 @@ Reads only the Zarr artifacts the method declares (`data/<D>/keypoints.zarr` joi
 activity). Writes:
 - `models/<D>/<method>/checkpoint.pt` (+ `config.json`): weights, optimiser state and the config that made
   them (method, resolved params of `train` and of the method's section, input spec, skeleton layout, the
-  heatmaps store's params when the method reads heatmaps, data fingerprint); with `train.multi_activity: false`, one such folder per activity under it;
+  heatmaps store's params when the method reads heatmaps, data fingerprint); with
+  `train.multi_activity: false`, one such folder per activity under it;
 - `models/<D>/<method>/log.jsonl`: one JSON record per logged step ({"step", "epoch", "loss", ...});
 - `data/<D>/embeddings_<method>.zarr` `{seq}/embedding (time, feature)` for every sequence of every split,
   without augmentation, and for methods that segment (VASOT) `{seq}/segment (time,)` int64 per-frame

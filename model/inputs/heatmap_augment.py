@@ -248,7 +248,8 @@ class HeatmapAugment:
         perm = self.perm.to(dev)
         # joint centres as the flipped maps would show them: channel perm[k], mirrored
         centre, found = centres(frames[fsel, :K])  # (Fs, K, 2), (Fs, K)
-        mirrored = centre[:, perm[:K]] * torch.tensor([-1.0, 1.0], device=dev) + torch.tensor([S - 1.0, 0.0], device=dev)
+        mirrored = centre[:, perm[:K]].clone()
+        mirrored[..., 0] = S - 1.0 - mirrored[..., 0]
         centre = torch.where(flipped[:, None, None], mirrored, centre)
         found = torch.where(flipped[:, None], found[:, perm[:K]], found)
         angle = torch.where(d.limb[s], d.angle[s], 0.0).to(dev)

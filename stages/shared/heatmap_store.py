@@ -163,7 +163,8 @@ def trained_heatmaps(models_dir: Path) -> dict[str, dict[str, Any] | None]:
     import json
 
     models_dir = Path(models_dir)
-    configs = [models_dir / "config.json"] if (models_dir / "config.json").is_file() else sorted(models_dir.glob("*/config.json"))
+    single = models_dir / "config.json"
+    configs = [single] if single.is_file() else sorted(models_dir.glob("*/config.json"))
     return {str(p): json.loads(p.read_text()).get("heatmaps") for p in configs}
 
 

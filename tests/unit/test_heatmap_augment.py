@@ -47,7 +47,8 @@ def _render(joints: torch.Tensor) -> torch.Tensor:
     return render_torch(joints, PENN.limbs, BOX, S, 1.0)
 
 
-def _view(augment: HeatmapAugment, maps: torch.Tensor, src: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+def _view(augment: HeatmapAugment, maps: torch.Tensor, src: torch.Tensor, mask: torch.Tensor,
+          seed: int) -> torch.Tensor:
     """The whole augmented view (B, N, C, S, S), zero on padding: the changed frames HeatmapAugment returns
     put among the frames they came from."""
     frames, changed = augment(maps, src, mask, torch.Generator().manual_seed(seed))

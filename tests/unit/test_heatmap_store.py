@@ -69,7 +69,8 @@ def test_the_check_names_both_params_and_ignores_the_storage_dtype():
     check_heatmaps(PARAMS, {**PARAMS, "dtype": "uint8", "compression_level": 9}, model="m", store="s")
     check_heatmaps(None, {**PARAMS, "sigma": 3.0}, model="m", store="s")  # the model reads no heatmaps
     with pytest.raises(HeatmapMismatch) as err:
-        check_heatmaps(PARAMS, {**PARAMS, "sigma": 1.5, "pad": 0.0}, model="models/d/la2ds", store="data/d/heatmaps.zarr")
+        check_heatmaps(PARAMS, {**PARAMS, "sigma": 1.5, "pad": 0.0}, model="models/d/la2ds",
+                       store="data/d/heatmaps.zarr")
     text = str(err.value)
     assert "models/d/la2ds" in text and "data/d/heatmaps.zarr" in text
     assert "sigma=1.0" in text and "sigma=1.5" in text and "differ in sigma, pad" in text
