@@ -22,7 +22,7 @@ centred on (u, v) = (c, r)), so each augmentation is done to the maps:
   the channels of its limbs zeroed, as a missing keypoint renders: the robustness LA2DS Tab. 3 tests); and
   additive Gaussian noise (clipped at 0).
 
-The geometric parts (limb rotation, position noise, affine) compose into one affine map per frame and
+The geometric parts (flip, limb rotation, position noise, affine) compose into one affine map per frame and
 channel and are resampled once (`torch.nn.functional.grid_sample`, bicubic, zeros outside), only for the
 maps that move. Every random value is drawn on the CPU generator `gen`, so a seed gives the same
 augmentation on any device, except the per-cell map noise, drawn on the maps' device from a seed taken from
@@ -239,7 +239,7 @@ class HeatmapAugment:
     def _geometric(self, frames: Tensor, seq: Tensor, at: Tensor, d: Draws, warped: Tensor) -> None:
         """Flip, limb rotation, position noise and the sequence affine of the frames (F', C, S, S) of sequences
         `seq` (F',) at positions `at` (F',) where `warped` (F',): composed into one affine map per frame and
-        channel, and resampled once (in place; a map whose map is the identity is not resampled)."""
+        channel, and resampled once (in place; a map whose transform is the identity is not resampled)."""
         if not bool(warped.any()):
             return
         _, C, S, _ = frames.shape
