@@ -3,12 +3,13 @@
     python bench/bench_train_penn.py [--method masa] [--split test|val] [--seeds 0 1 2] [--set section.key=value ...]
 
 Runs the real stages in a work folder (default .cache/bench_train_penn/<split>): `index` on the official
-Penn Action labels, `keypoints` (the official 2D joints), `train` (the model trains on the official train
-split on this machine's CPU cores) and `evaluate` (the project's protocol, `model/metrics/protocol.py`), and prints
-ONE JSON line with, for the learned embeddings beside the raw normalised keypoints and t/T:
-Kendall's tau (mean over actions), activity retrieval AP@10 and 16-frame action recognition, the training
-time, and whether the targets are met (mean tau >= 0.95, AP@10 >= 0.95, action recognition >= 0.97,
-training <= 900 s on CPU).
+Penn Action labels, `keypoints` (the official 2D joints), `heatmaps` (for the methods that read them: LA2DS,
+late fusion), `train` (the model trains on the official train split on this machine's CPU cores) and
+`evaluate` (the project's protocol, `model/metrics/protocol.py`), and prints ONE JSON line with, for the
+learned embeddings beside the raw normalised keypoints and t/T: Kendall's tau (mean over actions), activity
+retrieval AP@10 and 16-frame action recognition, the training time and the load average of the machine
+beside it (its cores are shared), and whether the targets are met (mean tau >= 0.95, AP@10 >= 0.95, action
+recognition >= 0.97, training <= 900 s on CPU).
 
 `--seeds 0 1 2` trains and evaluates once per seed and prints the mean and standard deviation beside each
 run (one seed moves val AP@10 by up to 0.04, so compare variants over several seeds).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -72,13 +74,19 @@ def run_once(work: Path, args: argparse.Namespace, overrides: list[str], *, fres
     from stages import keypoints
 
     keypoints.run(ctx)
+    if reads_heatmaps(args.method, ctx):
+        from stages import heatmaps
+
+        heatmaps.run(ctx)  # incremental: only sequences whose keypoints or heatmaps params changed
     if fresh:
         shutil.rmtree(ctx.models_dir(args.method), ignore_errors=True)
     from stages import train
 
+    load_before = os.getloadavg()
     start = time.perf_counter()
     train.run(ctx, args.method, device="cpu")
     stage_seconds = time.perf_counter() - start
+    load_after = os.getloadavg()
     records = [json.loads(line) for line in (ctx.models_dir(args.method) / "log.jsonl").read_text().splitlines()]
     result = evaluate(ctx, args.method)
     result.update(
@@ -89,9 +97,19 @@ def run_once(work: Path, args: argparse.Namespace, overrides: list[str], *, fres
         stage_seconds=round(stage_seconds, 1),
         train_seq_per_s_cpu=round(float(np.mean([r["seq_per_s"] for r in records])), 1) if records else None,
         threads=torch.get_num_threads(),
-        final_loss={k: round(v, 4) for k, v in records[-1].items() if k in ("loss", "matching", "clustering")},
+        load_average={"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after]},
+        final_loss={k: round(v, 4) for k, v in records[-1].items() if k in ("loss", "matching", "clustering")}
+        if records else None,
     )
     return result
+
+
+def reads_heatmaps(method: str, ctx) -> bool:
+    """True when `method` declares heatmaps.zarr among its inputs."""
+    from model.registry import get_method
+
+    cls = get_method(method)
+    return any(artifact == "heatmaps" for artifact, _ in cls.inputs(ctx.params(method, cls.params_cls)))
 
 
 def judge(result: dict) -> dict:

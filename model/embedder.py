@@ -3,8 +3,9 @@
 `Embedder.inputs` names the (artifact, array) pairs the model reads, e.g. (("keypoints", "joints_2d"),) or
 (("dino", "feature"), ("keypoints", "joints_2d")); `Embedder.embed(arrays)` takes one sequence's arrays keyed
 by array name, exactly as the artifact stores hold them ({"joints_2d": (T, K, 3)}), and returns (T, D)
-float32 embeddings computed without augmentation. Heatmap models render their heatmaps from joints_2d inside
-`embed`, so a robustness test only perturbs joints_2d. Models trained per activity need `activity`.
+float32 embeddings computed without augmentation. Heatmap models (LA2DS, late fusion) read the cached maps
+({"heatmap": (T, C, S, S)} in [0, 1], as `stages.shared.inputs` reads heatmaps.zarr), so perturbing their
+inputs means re-rendering the maps. Models trained per activity need `activity`.
 """
 
 from __future__ import annotations

@@ -120,7 +120,11 @@ def _learned(ctx: StageContext, method: str, trained_on: str | None, device: str
     """{"learned": (train, val) embeddings}: from the method's store, or embedded by the model trained on
     another dataset; {} for method 'raw'."""
     if trained_on is not None:
-        embedder = _load_embedder(ctx.workdir / "models" / trained_on / method, device)
+        from stages.shared.inputs import check_model_heatmaps
+
+        models_dir = ctx.workdir / "models" / trained_on / method
+        embedder = _load_embedder(models_dir, device)
+        check_model_heatmaps(models_dir, ctx.artifact("heatmaps"))  # maps made like the training ones, or refuse
         return {"learned": tuple(_embed(ctx, embedder, s) for s in (train, val))}
     if method != "raw":
         url = ctx.artifact(f"embeddings_{method}")
@@ -214,13 +218,16 @@ def _load_embedder(models_dir: Path, device: str):
 
 
 def _inputs(ctx: StageContext, embedder, split: Split) -> list[dict[str, np.ndarray]]:
-    """Per sequence, the arrays the embedder reads, keyed by array name."""
+    """Per sequence, the arrays the embedder reads, keyed by array name (heatmaps as float32 maps)."""
+    from stages.shared.inputs import read_array
+
     stores = {artifact: _open(ctx.artifact(artifact)) for artifact, _ in embedder.inputs}
     for artifact, store in stores.items():
         if store is None:
             raise EvaluateError(f"the model needs {ctx.artifact(artifact)}, which does not exist")
     return [
-        {array: stores[artifact].read(seq_id, array) for artifact, array in embedder.inputs} for seq_id in split.ids
+        {array: read_array(stores[artifact], seq_id, array) for artifact, array in embedder.inputs}
+        for seq_id in split.ids
     ]
 
 

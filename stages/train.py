@@ -3,10 +3,12 @@
     pipeline train --dataset D --method M [--device auto|cpu|cuda]    (M: any method of `model.registry`)
 
 Reads only the Zarr artifacts the method declares (`data/<D>/keypoints.zarr` joints_2d/joints_3d,
-`data/<D>/dino.zarr` feature) and `data/<D>/index.parquet` (split, activity). Writes:
+`data/<D>/dino.zarr` feature, `data/<D>/heatmaps.zarr` heatmap) and `data/<D>/index.parquet` (split,
+activity). Writes:
 - `models/<D>/<method>/checkpoint.pt` (+ `config.json`): weights, optimiser state and the config that made
-  them (method, resolved params of `train` and of the method's section, input spec, skeleton layout, data
-  fingerprint); with `train.multi_activity: false`, one such folder per activity under it;
+  them (method, resolved params of `train` and of the method's section, input spec, skeleton layout, the
+  heatmaps store's params when the method reads heatmaps, data fingerprint); with
+  `train.multi_activity: false`, one such folder per activity under it;
 - `models/<D>/<method>/log.jsonl`: one JSON record per logged step ({"step", "epoch", "loss", ...});
 - `models/<D>/<method>/MODEL_CARD.md`: data, inputs, params, code version, metrics (`stages.shared.model_card`);
 - `data/<D>/embeddings_<method>.zarr` `{seq}/embedding (time, feature)` for every sequence of every split,
@@ -93,6 +95,7 @@ def train_model(cls, method: str, method_params, train_params: TrainParams, inpu
         "train": to_dict(train_params),
         "spec": inputs.spec.to_dict(),
         "layout": inputs.spec.layout,
+        "heatmaps": inputs.heatmaps,  # the heatmaps store's params (embedding refuses other geometry)
         "data": fingerprint([(inputs.ids[i], inputs.source_fingerprints[i]) for i in rows]),
         "code_version": code_version(),
     })

@@ -45,15 +45,32 @@ class HeatmapEncoder(nn.Module):
 
     def frame_tokens(self, maps: torch.Tensor) -> torch.Tensor:
         """(N, C, S, S) heatmaps of N frames -> (N, D) pooled outputs of the spatial transformer."""
-        tokens = self.embed(self.patches(maps)) + self.spatial_pe
+        return self.patch_tokens(self.patches(maps))
+
+    def frame_tokens_at(self, maps: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """frame_tokens of maps[rows, frames] for a batch maps (B, T, C, S, S) and (F,) indices -> (F, D); the
+        frames are copied once, straight into patch order."""
+        B, T, C, S, _ = maps.shape
+        p, n = self.patch, S // self.patch
+        view = maps.reshape(B, T, C, n, p, n, p).permute(0, 1, 3, 5, 2, 4, 6)  # (B, T, n, n, C, p, p): no copy
+        return self.patch_tokens(view[rows, frames].reshape(len(rows), n * n, C * p * p))
+
+    def patch_tokens(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, (S/p)^2, C * p * p) patches of N frames -> (N, D) pooled outputs of the spatial transformer."""
+        tokens = self.embed(patches) + self.spatial_pe
         full = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return self.spatial(tokens, full).mean(dim=1)
 
     def forward(self, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """maps: (B, T, C, S, S), mask: (B, T) -> (B, T, D), zero on padding."""
+        return self.sequence(self.frame_tokens(maps[mask]), mask)
+
+    def sequence(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Frame tokens (F, D) of the real frames, packed row by row (`x[mask]` order), mask: (B, T) ->
+        (B, T, D) through the temporal transformer, zero on padding."""
         B, T = mask.shape
-        frames = torch.zeros(B, T, self.dim, device=maps.device, dtype=maps.dtype)
-        frames[mask] = self.frame_tokens(maps[mask]).to(frames.dtype)
+        frames = torch.zeros(B, T, self.dim, device=tokens.device, dtype=tokens.dtype)
+        frames[mask] = tokens
         x = (frames + self.temporal_pe(frame_positions(mask))) * mask.unsqueeze(-1)
         return self.temporal(x, mask)
 

@@ -1,13 +1,13 @@
 """Late fusion (LA2DS Sec. 3.4): separate heatmap and RGB encoders, concatenated, linear to D, LA2DS head.
 
-    joints_2d -> heatmaps -> HeatmapEncoder -> U_H  \
-                                                      concat -> Linear(2D -> D) -> AlignmentHead -> U, Z
-    DINO feature -> VectorEncoder (learned PE) -> U_F /
+    heatmap (heatmaps.zarr) -> HeatmapEncoder -> U_H  \
+                                                       concat -> Linear(2D -> D) -> AlignmentHead -> U, Z
+    DINO feature -> VectorEncoder (learned PE)  -> U_F /
 
 Two-stage training: for the first `stage1_epochs` epochs each encoder trains alone with its own alignment
 head and the single-modality loss (sum of both); afterwards the fused path trains end to end. Both stages
 use the same temporal augmentation (a window and a temporal subset of it, shared by the modalities); the
-skeletons of the augmented view are also flipped / limb-rotated / jittered before rasterisation (DINO
+heatmaps of the augmented view are also flipped / limb-rotated / jittered in heatmap space, as LA2DS's (DINO
 features are fixed per frame, so the RGB stream gets the temporal augmentation only). The embedding is the
 fused U.
 """
@@ -22,15 +22,18 @@ from torch import nn
 from model.batch import Batch, gather_frames
 from model.blocks.alignment_head import AlignmentHead
 from model.blocks.encoders import VectorEncoder
-from model.inputs.heatmap_input import HeatmapInput
+from model.inputs.heatmap_augment import HeatmapAugment
 from model.losses.alignment import one_way_matching_loss
 from model.method import AlignmentMethod, InputSpec, Progress
 from model.methods.la2ds import (
+    HEATMAP,
     La2dsParams,
     alignment_head,
     heatmap_encoder,
+    heatmap_shape,
     heatmap_views,
 )
+from pipeline.skeletons.layouts import get_layout
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class FusionLate(AlignmentMethod):
 
     @classmethod
     def inputs(cls, params: FusionLateParams) -> tuple[tuple[str, str], ...]:
-        return (("dino", "feature"), ("keypoints", "joints_2d"))
+        return (("dino", "feature"), ("heatmaps", HEATMAP))
 
     @classmethod
     def build(cls, params: FusionLateParams, spec: InputSpec) -> FusionLate:
@@ -57,12 +60,11 @@ class FusionLate(AlignmentMethod):
 
     def __init__(self, params: FusionLateParams, spec: InputSpec):
         super().__init__()
-        if spec.layout is None:
-            raise ValueError("fusion_late needs the skeleton layout of its keypoints")
         p = self.params = params
-        self.heat = HeatmapInput(spec.layout, p.heatmap)
+        channels, size = heatmap_shape(spec, "fusion_late")
+        self.augment = HeatmapAugment(get_layout(spec.layout), p.augment)
         feature_dim = spec.shape("feature", "fusion_late")[-1]
-        self.heat_encoder = heatmap_encoder(self.heat.channels, p)
+        self.heat_encoder = heatmap_encoder(channels, size, p)
         self.rgb_norm = nn.LayerNorm(feature_dim, elementwise_affine=False)
         self.rgb_encoder = VectorEncoder(dim_in=feature_dim, hidden=p.rgb_hidden, dim=p.d_model, heads=p.heads,
                                          layers=p.rgb_layers, positional="learned", max_len=p.max_len,
@@ -70,8 +72,8 @@ class FusionLate(AlignmentMethod):
         self.fuse = nn.Linear(2 * p.d_model, p.d_model)
         self.head, self.heat_head, self.rgb_head = alignment_head(p), alignment_head(p), alignment_head(p)
 
-    def _tokens(self, maps: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.heat_encoder(maps, mask), self.rgb_encoder(self.rgb_norm(features.float()), mask)
+    def _rgb(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.rgb_encoder(self.rgb_norm(features.float()), mask)
 
     def _fused(self, u_heat: torch.Tensor, u_rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.fuse(torch.cat((u_heat, u_rgb), dim=-1)) * mask.unsqueeze(-1)
@@ -80,10 +82,12 @@ class FusionLate(AlignmentMethod):
         p = self.params
         if progress.epochs <= p.stage1_epochs:
             raise ValueError(f"fusion_late: train.epochs ({progress.epochs}) must exceed stage1_epochs ({p.stage1_epochs})")
-        (maps0, m0), (maps1, m1), g0, pos = heatmap_views(self.heat, batch, p, gen)
-        feat0 = gather_frames(batch.arrays["feature"], g0)  # the RGB stream follows the same temporal views
-        h0, f0 = self._tokens(maps0, feat0, m0)
-        h1, f1 = self._tokens(maps1, gather_frames(feat0, pos), m1)
+        views = heatmap_views(self.augment, batch, p, gen)
+        m0, m1, pos = views.m0, views.m1, views.pos
+        h0, h1 = views.tokens(self.heat_encoder)
+        feat0 = gather_frames(batch.arrays["feature"], views.g0)  # the RGB stream follows the same temporal views
+        f0 = self._rgb(feat0, m0)
+        f1 = self._rgb(gather_frames(feat0, pos), m1)
 
         def matching(head: AlignmentHead, u0: torch.Tensor, u1: torch.Tensor) -> torch.Tensor:
             _, (z0, z1) = head.forward_pair(u0, m0, u1, m1)
@@ -97,7 +101,6 @@ class FusionLate(AlignmentMethod):
 
     def embed(self, batch: Batch) -> torch.Tensor:
         """(B, T, d_model) fused embeddings of the unaugmented sequences."""
-        joints, mask = batch.arrays["joints_2d"], batch.mask
-        maps = self.heat.render(joints, self.heat.boxes(joints, mask), mask)
-        h, f = self._tokens(maps, batch.arrays["feature"], mask)
+        mask = batch.mask
+        h, f = self.heat_encoder(batch.arrays[HEATMAP], mask), self._rgb(batch.arrays["feature"], mask)
         return self.head.single(self._fused(h, f, mask), mask)

@@ -1,5 +1,6 @@
 """The whole DAG under DVC on the tiny sample: every stage runs, the metrics/plots are declared, a second
-`dvc repro` does nothing, and a changed MASA param re-runs only MASA, its evaluation and the report."""
+`dvc repro` does nothing, a changed MASA param re-runs only MASA, its evaluation and the report, and a changed
+`heatmaps` param re-runs the heatmaps and only the models that read them (LA2DS, late fusion)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,21 @@ def test_changed_model_param_reruns_only_that_model_its_evaluation_and_the_repor
     out = repro(dag)
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     assert ran == {"train@sample-masa", "evaluate@sample-masa", "report"}, out
+
+
+def test_changed_heatmaps_param_retrains_only_the_models_that_read_heatmaps(dag):
+    import yaml
+
+    params = dag / "params.yaml"
+    data = yaml.safe_load(params.read_text())
+    assert data["heatmaps"]["sigma"] == 1.0
+    data["heatmaps"]["sigma"] = 1.5
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = repro(dag)
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert ran == {"heatmaps@sample", "train@sample-la2ds", "evaluate@sample-la2ds", "train@sample-fusion_late",
+                   "evaluate@sample-fusion_late", "report"}, out
+    for method in ("la2ds", "fusion_late"):
+        config = json.loads((dag / "models" / "sample" / method / "config.json").read_text())
+        assert config["heatmaps"]["sigma"] == 1.5
+    assert json.loads((dag / "models" / "sample" / "masa" / "config.json").read_text())["heatmaps"] is None

@@ -47,7 +47,8 @@ def _write_dataset(root: Path, per_activity: tuple[int, int] = (6, 3), seed: int
     dino = ArtifactStore(ctx.artifact("dino"), mode="a")
     dino.set_provenance(stage="test", params={})
     for seq_id, j in joints.items():
-        kp.write_sequence(seq_id, {"joints_2d": (j, ("time", "joint", "channel"))}, fingerprint=seq_id)
+        kp.write_sequence(seq_id, {"joints_2d": (j, ("time", "joint", "channel"))}, fingerprint=seq_id,
+                          attrs={"layout": "penn13", "fps": FPS, "image_size": [160, 160]})
         dino.write_sequence(seq_id, {"feature": (features[seq_id], ("time", "feature"))}, fingerprint=seq_id)
     return ctx
 
@@ -61,6 +62,13 @@ def _write_params(root: Path, train_changes: dict, method_changes: dict | None =
     for name, changes in (method_changes or {}).items():
         params[name].update(changes)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _write_heatmaps(ctx) -> None:
+    """The heatmaps stage on the dataset's keypoints (LA2DS and late fusion read its store)."""
+    from stages import heatmaps
+
+    heatmaps.run(ctx)
 
 
 def _kendalls_tau(embs: list[np.ndarray]) -> float:
@@ -179,6 +187,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
 def test_every_method_trains_through_the_stage(tmp_path, method):
     ctx = _write_dataset(tmp_path, per_activity=(2, 1))
     _write_params(tmp_path, {"epochs": 2, "batch_size": 8})
+    _write_heatmaps(ctx)
     train.run(ctx, method, device="cpu")
     store = ArtifactStore(ctx.artifact(f"embeddings_{method}"))
     assert len(store.sequences()) == 12
@@ -207,13 +216,16 @@ def test_a_missing_artifact_names_the_store_and_the_command(tmp_path):
 
 
 def test_a_sequence_without_confident_joints_trains_and_is_embedded(tmp_path):
-    """Penn Action has one (every visibility flag 0): LA2DS renders it as zero maps instead of failing."""
+    """Penn Action has one (every visibility flag 0): its heatmaps are zero maps, LA2DS trains on them."""
     ctx = _write_dataset(tmp_path, per_activity=(2, 1))
     _write_params(tmp_path, {"epochs": 1, "batch_size": 16})
     kp = ArtifactStore(ctx.artifact("keypoints"), mode="a")
     joints = kp.read("squat_00", "joints_2d")
     joints[..., 2] = 0
-    kp.write_sequence("squat_00", {"joints_2d": (joints, ("time", "joint", "channel"))}, fingerprint="blank")
+    kp.write_sequence("squat_00", {"joints_2d": (joints, ("time", "joint", "channel"))}, fingerprint="blank",
+                      attrs={"layout": "penn13", "fps": FPS, "image_size": [160, 160]})
+    _write_heatmaps(ctx)
+    assert not ArtifactStore(ctx.artifact("heatmaps")).read("squat_00", "heatmap").any()
     train.run(ctx, "la2ds", device="cpu")
     emb = ArtifactStore(ctx.artifact("embeddings_la2ds")).read("squat_00", "embedding")
     assert emb.shape[0] == len(joints) and np.isfinite(emb).all()

@@ -77,10 +77,14 @@ def test_model_embeddings_do_not_depend_on_batch_padding(name):
     torch.manual_seed(0)
     cls = get_method(name)
     params = tiny_params(name)
-    spec = InputSpec({"joints_2d": (13, 3), "feature": (24,)}, "penn13")
+    spec = InputSpec({"joints_2d": (13, 3), "feature": (24,), "heatmap": (27, 30, 30)}, "penn13")
     model = cls.build(params, spec).eval()
-    short = {"joints_2d": _keypoints(6, rng), "feature": rng.normal(size=(6, 24)).astype(np.float16)}
-    long = {"joints_2d": _keypoints(17, rng), "feature": rng.normal(size=(17, 24)).astype(np.float16)}
+
+    def item(n: int) -> dict:
+        return {"joints_2d": _keypoints(n, rng), "feature": rng.normal(size=(n, 24)).astype(np.float16),
+                "heatmap": rng.random((n, 27, 30, 30)).astype(np.float16)}
+
+    short, long = item(6), item(17)
     names = [array for _, array in cls.inputs(params)]
 
     def pick(item):

@@ -29,8 +29,9 @@ def test_each_method_declares_inputs_builds_trains_and_embeds(name):
         "joints_2d": lambda T: np.concatenate([rng.normal(50, 9, (T, 13, 2)), np.ones((T, 13, 1))], -1),
         "joints_3d": lambda T: rng.normal(0, 1, (T, 13, 3)),
         "feature": lambda T: rng.normal(0, 1, (T, 20)).astype(np.float16),
+        "heatmap": lambda T: rng.random((T, 27, 30, 30)).astype(np.float16),
     }
-    spec = InputSpec({"joints_2d": (13, 3), "joints_3d": (13, 3), "feature": (20,)}, "penn13")
+    spec = InputSpec({"joints_2d": (13, 3), "joints_3d": (13, 3), "feature": (20,), "heatmap": (27, 30, 30)}, "penn13")
     torch.manual_seed(0)
     model = cls.build(params, spec)
     items = [{n: arrays[n](T) for _, n in inputs} for T in (9, 14, 6)]
@@ -51,3 +52,7 @@ def test_input_sizes_come_from_the_spec_not_constants():
     assert model.frame_mlp[0].in_features == 21 * 3
     with pytest.raises(ValueError, match="joints"):
         get_method("masa").build(tiny_params("masa"), InputSpec({"joints_2d": (13, 3)}, "mano21"))
+    la2ds = get_method("la2ds").build(tiny_params("la2ds"), InputSpec({"heatmap": (36, 20, 20)}, "coco17"))
+    assert la2ds.encoder.embed.in_features == 36 * 10 * 10  # coco17: 17 joints + 19 limbs, 20 x 20 cells
+    with pytest.raises(ValueError, match="heatmap frames"):
+        get_method("la2ds").build(tiny_params("la2ds"), InputSpec({"heatmap": (27, 30, 30)}, "coco17"))

@@ -1,4 +1,4 @@
-"""The torch heatmap path of LA2DS (pipeline/heatmaps/raster_torch.py, model/inputs/heatmap_input.py): grid convention, joints, limbs,
+"""The torch twin of the heatmap renderer (pipeline/heatmaps/raster_torch.py): grid convention, joints, limbs,
 missing joints, crop box, flips."""
 
 from __future__ import annotations
@@ -6,11 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.inputs.heatmap_input import HeatmapAugmentParams, HeatmapInput, HeatmapParams
 from pipeline.heatmaps.raster import CUTOFF
-from pipeline.heatmaps.raster_torch import crop_box, render_torch
+from pipeline.heatmaps.raster_torch import crop_box, flip_heatmaps_torch, render_torch
 from pipeline.skeletons.layouts import get_layout
-from tests.repo_params import repo_params
 
 PENN = get_layout("penn13")
 
@@ -52,15 +50,13 @@ def test_crop_box_holds_every_confident_joint_and_is_square():
 
 def test_flipping_the_skeleton_flips_the_maps_and_swaps_channels():
     torch.manual_seed(0)
-    heat = HeatmapInput("penn13", repo_params("la2ds.heatmap", HeatmapParams, size=30, sigma=1.0, pad=0.0))
-    xy = torch.rand(1, 2, PENN.n_joints, 2) * 80 + 10
-    joints = torch.cat((xy, torch.ones(1, 2, PENN.n_joints, 1)), -1)
-    box = heat.boxes(joints, torch.ones(1, 2, dtype=torch.bool))
-    only_flip = repo_params("la2ds.augment", HeatmapAugmentParams, flip_p=1.0, rotate_p=0.0, position_p=0.0)
-    flipped = heat.augment(joints, box, only_flip, torch.Generator().manual_seed(0))
-    maps, maps_f = heat.render(joints, box), heat.render(flipped, box)
-    expected = maps[:, :, list(PENN.channel_flip_permutation)].flip(-1)
-    torch.testing.assert_close(maps_f, expected, atol=1e-5, rtol=1e-4)
+    xy = torch.rand(2, PENN.n_joints, 2) * 80 + 10
+    joints = torch.cat((xy, torch.ones(2, PENN.n_joints, 1)), -1)
+    box = crop_box(joints, pad=0.0, square=True)
+    mirrored = joints[:, list(PENN.joint_flip_permutation)].clone()
+    mirrored[..., 0] = box[0] + box[2] - mirrored[..., 0]
+    maps, maps_f = render_torch(joints, PENN.limbs, box), render_torch(mirrored, PENN.limbs, box)
+    torch.testing.assert_close(maps_f, flip_heatmaps_torch(maps, PENN), atol=1e-5, rtol=1e-4)
 
 
 def test_limb_maps_match_a_brute_force_distance_to_the_segment():
@@ -82,17 +78,6 @@ def test_limb_maps_match_a_brute_force_distance_to_the_segment():
                 assert abs(maps[li, r, c] - expected) < 1e-5
 
 
-def test_rendering_only_real_frames_leaves_padding_zero_and_real_frames_unchanged():
-    heat = HeatmapInput("penn13", repo_params("la2ds.heatmap", HeatmapParams))
-    torch.manual_seed(1)
-    joints = torch.cat((torch.rand(2, 5, PENN.n_joints, 2) * 50, torch.ones(2, 5, PENN.n_joints, 1)), -1)
-    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
-    box = heat.boxes(joints, mask)
-    full, masked = heat.render(joints, box), heat.render(joints, box, mask)
-    torch.testing.assert_close(masked[mask], full[mask])
-    assert torch.all(masked[~mask] == 0)
-
-
 def test_a_sequence_without_confident_joints_gets_the_fallback_box_and_zero_maps():
     joints = torch.cat((torch.rand(2, 4, PENN.n_joints, 2) * 50 + 10, torch.ones(2, 4, PENN.n_joints, 1)), -1)
     joints[1, ..., 2] = 0  # every visibility flag 0 (Penn Action sequence 1516)
@@ -102,6 +87,5 @@ def test_a_sequence_without_confident_joints_gets_the_fallback_box_and_zero_maps
     box = crop_box(joints, mask, fallback=(0.0, 0.0, 1.0, 1.0))
     torch.testing.assert_close(box[0], crop_box(joints[:1], mask[:1])[0])
     assert box[1].tolist() == [0.0, 0.0, 1.0, 1.0]
-    heat = HeatmapInput("penn13", repo_params("la2ds.heatmap", HeatmapParams))
-    maps = heat.render(joints, heat.boxes(joints, mask), mask)
+    maps = render_torch(joints, PENN.limbs, box)
     assert maps[0].sum() > 0 and torch.all(maps[1] == 0)

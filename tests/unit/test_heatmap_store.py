@@ -1,0 +1,76 @@
+"""Reading heatmaps for a model (stages/shared/heatmap_store.py): the byte-bounded cache, lazy maps in either
+stored dtype, and the geometry check that names both sets of params."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.store import ArtifactStore, StoreError
+from stages.shared.heatmap_store import (
+    ByteLRU,
+    HeatmapMismatch,
+    check_heatmaps,
+    open_maps,
+    read_array,
+    store_params,
+)
+
+PARAMS = {"size": 30, "sigma": 1.0, "pad": 0.1, "square": True, "dtype": "float16", "compression_level": 3}
+
+
+def _store(tmp_path, dtype: str) -> ArtifactStore:
+    rng = np.random.default_rng(0)
+    maps = rng.random((4, 27, 30, 30)).astype(np.float32)
+    stored = (maps * 255).round().astype(np.uint8) if dtype == "uint8" else maps.astype(np.float16)
+    store = ArtifactStore(tmp_path / "heatmaps.zarr", mode="a")
+    store.set_provenance(stage="heatmaps", params={**PARAMS, "dtype": dtype})
+    store.write_sequence("a", {"heatmap": (stored, ("time", "channel", "y", "x"))}, fingerprint="a",
+                         attrs={"scale": 1 / 255 if dtype == "uint8" else 1.0})
+    return store
+
+
+def test_the_cache_drops_the_least_recently_used_beyond_its_bytes():
+    cache = ByteLRU(250)
+    loads = []
+
+    def load(key):
+        return lambda: (loads.append(key), np.zeros(100, np.uint8))[1]
+
+    for key in ("a", "b", "a", "c"):  # c pushes out b (a was used since)
+        cache.get(key, load(key))
+    assert list(cache.items) == ["a", "c"] and cache.bytes == 200
+    cache.get("b", load("b"))
+    assert loads == ["a", "b", "c", "b"] and cache.hits == 1
+    assert ByteLRU(50).get("x", load("x")).nbytes == 100  # too big to keep: returned, not cached
+
+
+@pytest.mark.parametrize("dtype", ["float16", "uint8"])
+def test_lazy_maps_read_as_float32_in_either_stored_dtype(tmp_path, dtype):
+    store = _store(tmp_path, dtype)
+    cache = ByteLRU(2**30)
+    maps = open_maps(store, "a", cache)
+    assert len(maps) == 4 and maps.shape == (4, 27, 30, 30) and not cache.items  # nothing read yet
+    values = np.asarray(maps, dtype=np.float32)
+    assert values.dtype == np.float32 and 0.99 < values.max() <= 1.0
+    assert maps.nbytes == 4 * 27 * 900 * (1 if dtype == "uint8" else 2) == cache.bytes
+    np.testing.assert_array_equal(read_array(store, "a", "heatmap"), values)
+
+
+def test_store_params_come_from_the_provenance(tmp_path):
+    store = _store(tmp_path, "float16")
+    assert store_params(store) == PARAMS
+    store.set_provenance(stage="keypoints", params={})
+    with pytest.raises(StoreError, match="no heatmaps params"):
+        store_params(store)
+
+
+def test_the_check_names_both_params_and_ignores_the_storage_dtype():
+    check_heatmaps(PARAMS, {**PARAMS, "dtype": "uint8", "compression_level": 9}, model="m", store="s")
+    check_heatmaps(None, {**PARAMS, "sigma": 3.0}, model="m", store="s")  # the model reads no heatmaps
+    with pytest.raises(HeatmapMismatch) as err:
+        check_heatmaps(PARAMS, {**PARAMS, "sigma": 1.5, "pad": 0.0}, model="models/d/la2ds",
+                       store="data/d/heatmaps.zarr")
+    text = str(err.value)
+    assert "models/d/la2ds" in text and "data/d/heatmaps.zarr" in text
+    assert "sigma=1.0" in text and "sigma=1.5" in text and "differ in sigma, pad" in text
