@@ -124,15 +124,12 @@ def check_stores(ctx: StageContext, info: ModelInfo, needed: tuple[tuple[str, st
 
 def check_heatmaps(ctx: StageContext, info: ModelInfo, needed: tuple[tuple[str, str], ...]) -> None:
     """Heatmaps cannot be converted between layouts, and their geometry (size, sigma, box) must be the one the
-    model trained on: `stages.shared.inputs.check_model_heatmaps(models_dir, heatmaps_url)` (issue 16's check,
-    called when the installed code has it) refuses a store made with other heatmap params, naming both."""
+    model trained on: `check_model_heatmaps` refuses a store made with other heatmap params, naming both."""
     if not any(artifact == "heatmaps" for artifact, _ in needed):
         return
-    from stages.shared import inputs as shared_inputs
+    from stages.shared.inputs import check_model_heatmaps
 
-    check_geometry = getattr(shared_inputs, "check_model_heatmaps", None)
-    if check_geometry is not None:
-        check_geometry(info.folder, ctx.artifact("heatmaps"))
+    check_model_heatmaps(info.folder, ctx.artifact("heatmaps"))
     store = ArtifactStore(ctx.artifact("heatmaps"))
     first = next(iter(store.sequences()), None)
     layout = (store.attrs(first).get("layout") if first else None) or ctx.dataset.layout
