@@ -49,7 +49,7 @@ HEADLINE = (
     ("tau", "kendalls_tau", "overall"),
     ("ap10", "retrieval_ap_at_10", "overall"),
     ("cls100", "phase_classification_svm_100pct", "overall"),
-    ("progress", "phase_progression", "overall"),
+    ("progress", "phase_progression", "overall"),  # R^2 floored at 0 (below: worse than a constant, meaningless)
     ("act_ret10", "activity_retrieval_ap_at_10", "overall"),
     ("action", "action_recognition", "overall"),
     ("mof", "segmentation_predicted", "mof"),  # the method's own segments (VASOT), not k-means
@@ -157,7 +157,8 @@ def report_path(workdir: Path, dataset: str, name: str) -> Path:
 
 def headline(report: dict[str, Any]) -> dict[str, float]:
     """The `HEADLINE` numbers of the learned features (method 'raw': of its first baseline); metrics not
-    computed for this run are left out (DVC shows '-'). Written rounded to 4 decimals."""
+    computed for this run are left out (DVC shows '-'); a negative progression R^2 (an untrained or collapsed
+    embedding: -1e6 is possible) is 0 here, its value stays in the full report. Written rounded to 4 decimals."""
     features = report["features"]
     metrics = features.get("learned") or next(iter(features.values()))
     out = {}
@@ -165,7 +166,7 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
         entry = metrics.get(metric)
         value = entry.get(part) if isinstance(entry, dict) else None
         if isinstance(value, (int, float)) and math.isfinite(value):
-            out[key] = float(value)
+            out[key] = max(float(value), 0.0) if metric == "phase_progression" else float(value)
     return out
 
 

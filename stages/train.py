@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,28 @@ def run(ctx: StageContext, method: str, device: str = "auto") -> None:
     train_params = ctx.params("train", TrainParams)
     method_params = ctx.params(method, cls.params_cls)
     dev = resolve_device(device)
+    with _reproducible(dev):
+        _run(ctx, method, cls, train_params, method_params, dev)
+
+
+@contextmanager
+def _reproducible(device):
+    """On the CPU, torch's deterministic kernels while training: the backward of tensor indexing (LA2DS's learned
+    position table, `model.blocks.positional.LearnedPE`) accumulates in thread order, so with two threads the
+    weights, and every hash of them in dvc.lock, differed in the last bits from run to run. On CUDA bit-exact
+    runs are not promised (cuBLAS), so nothing changes there."""
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def _run(ctx: StageContext, method: str, cls, train_params: TrainParams, method_params, dev) -> None:
     inputs = load_inputs(ctx, cls.inputs(method_params))
     folder = ctx.models_dir(method)
     groups = _groups(inputs, train_params)

@@ -229,3 +229,11 @@ def test_late_fusion_stage_switch_is_found_from_the_model_config(tmp_path):
     assert stage_switch(tmp_path, None, points) == 12.0
     (tmp_path / "config.json").write_text(json.dumps({"params": {}, "train": {"epochs": 10, "max_steps": 0}}))
     assert stage_switch(tmp_path, None, points) is None
+
+
+def test_headline_floors_negative_progression_and_leaves_out_what_was_not_computed():
+    learned = {"kendalls_tau": {"overall": 0.91234567}, "phase_progression": {"overall": -1112536.9},
+               "action_recognition": None, "retrieval_ap_at_10": {"overall": float("nan")},
+               "segmentation_predicted": {"mof": 0.5, "edit": 0.2}}
+    assert evaluate.headline({"features": {"learned": learned, "time": {}}}) == {"tau": 0.91234567, "progress": 0.0,
+                                                                                "mof": 0.5}
