@@ -173,6 +173,9 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
         assert torch.equal(value, b["state"]["model"][key]), key
     steps = [json.loads(line)["step"] for line in (runs["interrupted"].models_dir("casa") / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # the log has no duplicated steps after the resume
+    curves = [sorted((ctx.workdir / "losses" / ctx.name / "casa").glob("*.tsv")) for ctx in runs.values()]
+    assert [p.name for p in curves[0]] == [p.name for p in curves[1]] and curves[0]
+    assert [p.read_bytes() for p in curves[0]] == [p.read_bytes() for p in curves[1]]  # the DVC plots too
 
 
 @pytest.mark.parametrize("method", ["la2ds", "fusion_early", "fusion_late"])
@@ -191,6 +194,8 @@ def test_per_activity_models(tmp_path):
     train.run(ctx, "casa", device="cpu")
     folders = sorted(p.name for p in ctx.models_dir("casa").iterdir() if p.is_dir())
     assert folders == sorted(ACTIVITIES)
+    curves = ctx.workdir / "losses" / ctx.name / "casa"
+    assert sorted(p.parent.name for p in curves.glob("*/loss.tsv")) == sorted(ACTIVITIES)
     embedder = load_embedder(ctx.models_dir("casa"), "cpu")
     joints = ArtifactStore(ctx.artifact("keypoints")).read("squat_00", "joints_2d")
     assert embedder.embed({"joints_2d": joints}, activity="squat").shape[0] == len(joints)
