@@ -230,7 +230,8 @@ def loss_curve(path: Path, curves: Path, models_dir: Path, title: str) -> Path |
         for group, by_term in groups.items():
             if term in by_term:
                 steps, _, values = zip(*by_term[term])
-                ax.plot(steps, values, lw=1.2, color=palette[group], label=group or term)
+                ax.plot(steps, values, lw=1.2, color=palette[group], label=group or term,
+                        marker="o" if len(steps) < 30 else None, ms=3)  # a short run's few points stay visible
         for step in sorted({s for s in switches.values() if s is not None}):
             ax.axvline(step, color="0.3", ls="--", lw=1, label="fused stage starts")
         ax.set_title(term, fontsize=9)
