@@ -126,9 +126,8 @@ def test_experiment_reruns_only_what_changed_and_metrics_diff_between_commits(te
 
 
 def test_plots_show_draws_every_loss_term(team):
-    root, a = team
-    out = run(["dvc", "plots", "show", "--json"], a).stdout
-    plots = json.loads(out)
+    _, a = team
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], a).stdout)["data"]
     assert {"losses/sample/masa/loss.tsv", "losses/sample/masa/matching.tsv", "losses/sample/fusion_late/heatmap.tsv",
             "losses/sample/fusion_late/fused.tsv"} <= set(plots)
     assert (a / "plots" / "sample" / "fusion_late" / "loss.png").is_file()
