@@ -100,6 +100,7 @@ def main() -> None:
     args = parse_args()
     import torch
 
+    from bench.bench_train_penn import prepare_index
     from model.batch import collate
     from model.buckets import epoch_batches
     from model.registry import get_method
@@ -107,8 +108,6 @@ def main() -> None:
     from stages import heatmaps, keypoints
     from stages.heatmaps import HeatmapsParams
     from stages.shared.inputs import load_inputs
-
-    from bench.bench_train_penn import prepare_index
 
     torch.set_num_threads(args.threads)
     ctx = make_context(ROOT / ".cache" / "bench_train_penn" / args.split, "pennaction", args.overrides)

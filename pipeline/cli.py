@@ -1,12 +1,14 @@
 """The `pipeline` command: one subcommand per stage, named as in dvc.yaml and params.yaml.
 
 Commands stay thin: parse flags, build a StageContext, call `stages.<name>.run`. Heavy libraries are
-imported inside the commands so that `pipeline --help` is instant.
+imported inside the commands so that `pipeline --help` is instant, and only after the closed choices
+(method, device, dataset) are checked, so a typo fails in milliseconds with the valid values.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -118,9 +120,15 @@ device_option = click.option(
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool, manifest: Path, params_path: Path, store_root: str):
     """Extract video features once, cache them in Zarr under DVC, and train/evaluate alignment models."""
+    # numba's on-disk cache beside the code would sit inside DVC dependencies (`model`, `pipeline/...`); keep it
+    # with the project's other caches (before any command imports numba)
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".cache", "numba").resolve()))
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(level)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    ctx.with_resource(logging_redirect_tqdm())  # log lines print above a running progress bar, not through it
     ctx.obj = {"manifest": manifest, "params": params_path, "store_root": store_root}
 
 
@@ -154,9 +162,10 @@ def known_sections() -> set[str]:
 @click.pass_obj
 def make_sample(obj, dataset):
     """Generate the synthetic sample dataset (videos, keypoints, labels) into the entry's root."""
+    ctx = make_context(obj, dataset, check_root=False)
     from stages import make_sample as stage
 
-    stage.run(make_context(obj, dataset, check_root=False))
+    stage.run(ctx)
 
 
 @main.command("index")
@@ -164,9 +173,10 @@ def make_sample(obj, dataset):
 @click.pass_obj
 def index(obj, dataset):
     """Index a dataset's sequences into data/<dataset>/index.parquet."""
+    ctx = make_context(obj, dataset)
     from stages import index as stage
 
-    stage.run(make_context(obj, dataset))
+    stage.run(ctx)
 
 
 @main.command("decode")
@@ -176,9 +186,10 @@ def index(obj, dataset):
 @click.pass_obj
 def decode(obj, dataset, scheduler, workers):
     """Decode videos / frame folders to data/<dataset>/frames.zarr at the dataset fps."""
+    ctx = make_context(obj, dataset, scheduler=scheduler, workers=workers)
     from stages import decode as stage
 
-    stage.run(make_context(obj, dataset, scheduler=scheduler, workers=workers))
+    stage.run(ctx)
 
 
 @main.command("extract-dino")
@@ -188,9 +199,10 @@ def decode(obj, dataset, scheduler, workers):
 @click.pass_obj
 def extract_dino(obj, dataset, scheduler, device):
     """Run frozen DINOv2 over decoded frames into data/<dataset>/dino.zarr."""
+    ctx = make_context(obj, dataset, scheduler=scheduler)
     from stages import extract_dino as stage
 
-    stage.run(make_context(obj, dataset, scheduler=scheduler), device=device)
+    stage.run(ctx, device=device)
 
 
 @main.command("estimate-pose")
@@ -212,9 +224,10 @@ def estimate_pose(obj, dataset, scheduler, workers):
 @click.pass_obj
 def keypoints(obj, dataset, scheduler, workers):
     """Read or lift 2D/3D keypoints into data/<dataset>/keypoints.zarr."""
+    ctx = make_context(obj, dataset, scheduler=scheduler, workers=workers)
     from stages import keypoints as stage
 
-    stage.run(make_context(obj, dataset, scheduler=scheduler, workers=workers))
+    stage.run(ctx)
 
 
 @main.command("heatmaps")
@@ -224,9 +237,10 @@ def keypoints(obj, dataset, scheduler, workers):
 @click.pass_obj
 def heatmaps(obj, dataset, scheduler, workers):
     """Rasterise joint/limb heatmaps into data/<dataset>/heatmaps.zarr."""
+    ctx = make_context(obj, dataset, scheduler=scheduler, workers=workers)
     from stages import heatmaps as stage
 
-    stage.run(make_context(obj, dataset, scheduler=scheduler, workers=workers))
+    stage.run(ctx)
 
 
 @main.command("train")
@@ -236,9 +250,10 @@ def heatmaps(obj, dataset, scheduler, workers):
 @click.pass_obj
 def train(obj, dataset, method, device):
     """Train an alignment model from the cached artifacts; write its checkpoint and embeddings."""
+    ctx = make_context(obj, dataset, check_root=False)
     from stages import train as stage
 
-    stage.run(make_context(obj, dataset, check_root=False), method=method, device=device)
+    stage.run(ctx, method=method, device=device)
 
 
 @main.command("evaluate")
@@ -250,9 +265,10 @@ def train(obj, dataset, method, device):
 @click.pass_obj
 def evaluate(obj, dataset, method, trained_on, device):
     """Evaluate embeddings with the literature's protocol into metrics/<dataset>/<method>.json."""
+    ctx = make_context(obj, dataset, check_root=False)
     from stages import evaluate as stage
 
-    stage.run(make_context(obj, dataset, check_root=False), method=method, trained_on=trained_on, device=device)
+    stage.run(ctx, method=method, trained_on=trained_on, device=device)
 
 
 @main.command("embed")
@@ -308,9 +324,10 @@ def align(obj, video_a, video_b, out, model, cache, device):
 @click.pass_obj
 def export(obj, dataset, artifact, fmt, out):
     """Copy an artifact store to HDF5 for tools that read HDF5."""
+    ctx = make_context(obj, dataset, check_root=False)
     from stages import export as stage
 
-    stage.run(make_context(obj, dataset, check_root=False), artifact=artifact, fmt=fmt, out=out)
+    stage.run(ctx, artifact=artifact, fmt=fmt, out=out)
 
 
 if __name__ == "__main__":

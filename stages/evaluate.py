@@ -5,9 +5,15 @@ Reads `data/<D>/index.parquet` (splits, activities, per-frame labels) and
   `trained_on=D2`, embeds D's sequences with the model trained on D2 (`models/<D2>/<method>`);
 - the raw inputs as "no learning" baselines: normalised 2D keypoints (`keypoints.zarr {seq}/joints_2d`) and
   DINOv2 features (`dino.zarr {seq}/feature`), each when its store exists, and always normalised time t/T.
-Writes `metrics/<D>/<method>.json` (or `<method>_from_<D2>.json`): every metric per activity and overall
-for every feature set, the robustness study when a trained model reads keypoints, the protocol and the
-versions used; and the plots under `plots/<D>/<method>/` (see `stages.shared.plots`).
+Writes, for run name `<method>` (or `<method>_from_<D2>`):
+- `metrics/<D>/<run>.json`: the headline numbers of the learned embeddings, one flat level (`HEADLINE`), the
+  file `dvc metrics show / diff` and `dvc exp show` read;
+- `reports/runs/<D>/<run>.json`: the full report: every metric per activity and overall for every feature set
+  (learned and baselines), the robustness study when a trained model reads keypoints, the params, the protocol,
+  the model's setting and the versions used; `pipeline report` tables these;
+- `timings/<D>/<run>.json`: seconds of training (from the model's log) and of each metric: wall-clock figures
+  of this machine, kept out of the two files above so that those are the same bytes on every run;
+- the plots under `plots/<D>/<run>/` (see `stages.shared.plots`).
 Training split: 'train'; evaluated split: 'val' when the index has one, else 'test'.
 """
 
@@ -17,7 +23,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +36,25 @@ from model.metrics.protocol import (
     evaluate_features,
 )
 from model.metrics.robustness import RobustnessParams
-from pipeline.context import StageContext
+from pipeline.context import REPORTS, StageContext
 from pipeline.params import to_dict
 from pipeline.sequences import SequenceIndex, read_index
 from pipeline.skeletons.layouts import get_layout
+from stages.shared import loss_curves
 
 log = logging.getLogger(__name__)
+
+# metrics/<D>/<run>.json: (key, metric of the full report, field of its entry); percentages stay fractions
+HEADLINE = (
+    ("tau", "kendalls_tau", "overall"),
+    ("ap10", "retrieval_ap_at_10", "overall"),
+    ("cls100", "phase_classification_svm_100pct", "overall"),
+    ("progress", "phase_progression", "overall"),  # R^2 floored at 0 (below: worse than a constant, meaningless)
+    ("act_ret10", "activity_retrieval_ap_at_10", "overall"),
+    ("action", "action_recognition", "overall"),
+    ("mof", "segmentation_predicted", "mof"),  # the method's own segments (VASOT), not k-means
+)
+TIMINGS = "timings"
 
 
 class EvaluateError(RuntimeError):
@@ -61,12 +80,14 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class Split:
-    """The sequences of one split, in index order, with their per-frame labels (None: the dataset has none)."""
+    """The sequences of one split, in index order, with their per-frame labels (None: the dataset has none)
+    and the labels' names ({label: "<activity>/<phase>"}, for plots)."""
 
     ids: tuple[str, ...]
     activities: tuple[str, ...]
     n_frames: tuple[int, ...]
     labels: list[np.ndarray] | None
+    label_names: dict[int, str] = field(default_factory=dict)
 
     def videos(self, embeddings: list[np.ndarray]) -> VideoSet:
         return VideoSet(self.ids, self.activities, embeddings, self.labels)
@@ -90,7 +111,30 @@ def run(ctx: StageContext, method: str, trained_on: str | None = None, device: s
                  ctx.name, name, feat, len(tr), len(va), eval_split)
         results[feat] = evaluate_features(train.videos(tr), val.videos(va), params.protocol, seed=params.seed)
 
-    report = _report(ctx, method, trained_on, eval_split, train, val, results, params)
+    models_dir = ctx.workdir / "models" / (trained_on or ctx.name) / method
+    report = _report(ctx, method, trained_on, eval_split, train, val, results, params, models_dir)
+    _add_model_studies(ctx, method, trained_on, device, train, val, params, report)
+    timings = {
+        "train_s": train_seconds(models_dir),
+        "evaluate_s": time.perf_counter() - start,
+        "evaluate": {f"{feat}.{k}": v for feat, res in results.items() for k, v in res.seconds.items()},
+    }
+    _write_json(ctx.metrics_path(name), headline(report), digits=4)
+    _write_json(report_path(ctx.workdir, ctx.name, name), report, digits=6)
+    _write_json(ctx.workdir / TIMINGS / ctx.name / f"{name}.json", timings, digits=2)
+    if params.plots.enabled:
+        from stages.shared import plots
+
+        plots.write_all(ctx.plots_dir(name), val, {f: va for f, (_, va) in features.items()}, results,
+                        models_dir, params.plots, seed=params.seed, title=f"{name} on {ctx.name}",
+                        curves=loss_curves.folder(ctx.workdir, trained_on or ctx.name, method))
+    log.info("%s/%s: metrics -> %s, full report -> %s (%.1f s)", ctx.name, name, ctx.metrics_path(name),
+             report_path(ctx.workdir, ctx.name, name), time.perf_counter() - start)
+    return {**report, "seconds": timings}
+
+
+def _add_model_studies(ctx, method, trained_on, device, train: Split, val: Split, params, report) -> None:
+    """The method's own segmentation and the robustness study, into `report` (or the reason they were skipped)."""
     if trained_on is None and method != "raw":
         predicted = _predicted_segmentation(ctx, method, val, params.protocol.segment_overlaps)
         if predicted is not None:
@@ -104,16 +148,48 @@ def run(ctx: StageContext, method: str, trained_on: str | None = None, device: s
     report["robustness"] = robust
     if robust is None:
         report["skipped"]["robustness"] = reason
-    report["seconds"]["total"] = time.perf_counter() - start
-    _write_json(ctx.metrics_path(name), report)
-    if params.plots.enabled:
-        from stages.shared import plots
 
-        models_dir = ctx.workdir / "models" / (trained_on or ctx.name) / method
-        plots.write_all(ctx.plots_dir(name), val, {f: va for f, (_, va) in features.items()}, results,
-                        models_dir, params.plots, seed=params.seed)
-    log.info("%s/%s: metrics -> %s (%.1f s)", ctx.name, name, ctx.metrics_path(name), report["seconds"]["total"])
-    return report
+
+def report_path(workdir: Path, dataset: str, name: str) -> Path:
+    """`<workdir>/reports/runs/<dataset>/<run>.json`, the full report `pipeline report` reads."""
+    return Path(workdir) / REPORTS / "runs" / dataset / f"{name}.json"
+
+
+def headline(report: dict[str, Any]) -> dict[str, float]:
+    """The `HEADLINE` numbers of the learned features (method 'raw': of its first baseline); metrics not
+    computed for this run are left out (DVC shows '-'); a negative progression R^2 (an untrained or collapsed
+    embedding: -1e6 is possible) is 0 here, its value stays in the full report. Written rounded to 4 decimals."""
+    features = report["features"]
+    metrics = features.get("learned") or next(iter(features.values()))
+    out = {}
+    for key, metric, part in HEADLINE:
+        entry = metrics.get(metric)
+        value = entry.get(part) if isinstance(entry, dict) else None
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            out[key] = max(float(value), 0.0) if metric == "phase_progression" else float(value)
+    return out
+
+
+def train_seconds(models_dir: Path) -> float | None:
+    """Training seconds from the model's local log (summed over per-activity models); None without a log
+    (a model pulled from a DVC remote comes without it)."""
+    logs = [models_dir / "log.jsonl"] if (models_dir / "log.jsonl").is_file() else sorted(models_dir.glob("*/log.jsonl"))
+    total = None
+    for path in logs:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        if lines:
+            total = (total or 0.0) + float(json.loads(lines[-1]).get("elapsed_s", 0.0))
+    return total
+
+
+def model_setting(models_dir: Path) -> bool | None:
+    """train.multi_activity of the model(s) in `models_dir` as recorded in their config.json: True (one model
+    for all activities), False (one per activity, in sub-folders), None (no trained model)."""
+    single = models_dir / "config.json"
+    configs = [single] if single.is_file() else sorted(models_dir.glob("*/config.json"))
+    if not configs:
+        return None
+    return bool(json.loads(configs[0].read_text())["train"]["multi_activity"])
 
 
 def _learned(ctx: StageContext, method: str, trained_on: str | None, device: str, train: Split, val: Split):
@@ -161,7 +237,7 @@ def _split(index: SequenceIndex, split: str) -> Split:
         labels = None
     else:
         labels = [np.full(n, -1, dtype=np.int64) if v is None else v for v, n in zip(labels, n_frames)]
-    return Split(tuple(part.table["id"]), tuple(part.table["activity"]), n_frames, labels)
+    return Split(tuple(part.table["id"]), tuple(part.table["activity"]), n_frames, labels, dict(index.label_names))
 
 
 def _open(url: str):
@@ -253,15 +329,13 @@ def _robustness(ctx, method, device, train: Split, val: Split, params: EvaluateP
     ), None
 
 
-def _report(ctx, method, trained_on, eval_split, train: Split, val: Split, results, params) -> dict[str, Any]:
+def _report(ctx, method, trained_on, eval_split, train: Split, val: Split, results, params,
+            models_dir: Path) -> dict[str, Any]:
     import sklearn
 
     skipped: dict[str, str] = {}
     for res in results.values():
         skipped.update(res.skipped)
-    seconds: dict[str, float] = {}
-    for feat, res in results.items():
-        seconds.update({f"{feat}.{k}": v for k, v in res.seconds.items()})
     dino = _open(ctx.artifact("dino"))
     return {
         "dataset": ctx.name,
@@ -273,30 +347,33 @@ def _report(ctx, method, trained_on, eval_split, train: Split, val: Split, resul
         "n_train_videos": len(train.ids),
         "n_eval_videos": len(val.ids),
         "activities": sorted(set(val.activities)),
-        "multi_activity": len(set(val.activities)) > 1,
+        "multi_activity": None if method == "raw" else model_setting(models_dir),
         "frame_labels": val.labels is not None,
         "sklearn_version": sklearn.__version__,
         "params": to_dict(params),
         "features": {feat: res.metrics for feat, res in results.items()},
         "skipped": skipped,
-        "seconds": seconds,
     }
 
 
-def _jsonable(obj: Any) -> Any:
+def _jsonable(obj: Any, digits: int) -> Any:
+    """JSON types, floats rounded to `digits` decimals (NaN -> null): the last bits of a float differ between
+    BLAS builds, and the files must not change when the numbers they report do not."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): _jsonable(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [_jsonable(v, digits) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
-        return None if math.isnan(obj) else float(obj)
+        return round(float(obj), digits) if math.isfinite(obj) else None
     return obj
 
 
-def _write_json(path: Path, report: dict[str, Any]) -> None:
+def _write_json(path: Path, report: dict[str, Any], *, digits: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+    tmp.write_text(json.dumps(_jsonable(report, digits), indent=2) + "\n")
     tmp.replace(path)

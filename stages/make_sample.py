@@ -8,7 +8,8 @@
     <root>/dinov2-random/           a small DINOv2 checkpoint with RANDOM weights (real ones cannot be
                                     downloaded offline); the sample's extract_dino params point at it
 
-Deterministic from `make_sample.seed`: each sequence draws from its own seeded generator.
+Deterministic from `make_sample.seed`: each sequence draws from its own seeded generator, and no file records
+which library versions wrote it (so DVC hashes it the same in any clone with the same libraries).
 
 Safety: it writes only a manifest entry of kind `videos` (the sample's kind), and only into a root that
 is empty, absent, or holds the marker file `.made-by-make-sample` it wrote there itself; anything else
@@ -20,6 +21,7 @@ it does not write.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import shutil
 import time
@@ -83,8 +85,8 @@ def run(ctx: StageContext) -> None:
         frames = render_sequence(seq.joints_2d, rng, size=params.image_size, noise_std=params.noise_std)
         write_video(tmp / "videos" / f"{seq_id}.mp4", frames, params.video_fps)
         labelled = np.where(seq.joints_2d[..., 2:] > 0, seq.joints_2d, 0.0).astype(np.float32)  # OpenPose-style 0, 0, 0
-        np.savez_compressed(tmp / "poses" / f"{seq_id}.npz", joints_2d=labelled, joints_3d=seq.joints_3d,
-                            layout=np.array(PENN13.name))
+        # uncompressed: zlib builds (zlib-ng, ...) compress the same arrays to different bytes
+        np.savez(tmp / "poses" / f"{seq_id}.npz", joints_2d=labelled, joints_3d=seq.joints_3d, layout=np.array(PENN13.name))
         offset = label_offset(activity)
         label_rows += [(seq_id, t, offset + int(p)) for t, p in enumerate(seq.phase)]
         n_frames += len(frames)
@@ -94,6 +96,7 @@ def run(ctx: StageContext) -> None:
     save_random_checkpoint(tmp / "dinov2-random", hidden_size=params.dino_hidden, num_hidden_layers=params.dino_layers,
                            num_attention_heads=max(1, params.dino_hidden // 32), intermediate_size=4 * params.dino_hidden,
                            use_swiglu_ffn=False, image_size=224, seed=params.seed)
+    _drop_library_version(tmp / "dinov2-random" / "config.json")
     for name in OUTPUTS:  # replace only what make-sample writes
         _remove(root / name)
         (tmp / name).rename(root / name)
@@ -173,16 +176,28 @@ def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
     import av
 
     if "libx264" in av.codecs_available:
-        with av.open(str(path), "w") as container:
+        # bitexact: the muxer writes no "Lavf<version>" encoder tag; the filter drops x264's SEI message, which
+        # spells out the x264 version: the same frames give the same bytes whichever PyAV build wrote them
+        with av.open(str(path), "w", options={"fflags": "+bitexact"}) as container:
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"
             # x264's macroblock-tree rate control made the bitstream depend on the process's memory layout
             # (the environment's size changed it); without it the same frames always give the same bytes
             stream.options = {"crf": "20", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
+            no_sei = av.BitStreamFilterContext("filter_units=remove_types=6", "h264")
+
+            def mux(packets) -> None:
+                for packet in packets:
+                    packet.stream = stream
+                    container.mux(packet)
+
             for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            container.mux(stream.encode())
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    mux(no_sei.filter(packet))
+            for packet in stream.encode():
+                mux(no_sei.filter(packet))
+            mux(no_sei.filter(None))
         return
     import cv2
 
@@ -191,6 +206,14 @@ def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
     for frame in frames:
         writer.write(frame[..., ::-1])
     writer.release()
+
+
+def _drop_library_version(config: Path) -> None:
+    """Remove the `transformers_version` that `save_pretrained` writes into config.json: it would make the
+    checkpoint's digest, and with it every dino.zarr fingerprint, differ between installs (loading ignores it)."""
+    data = json.loads(config.read_text())
+    data.pop("transformers_version", None)
+    config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows) -> None:

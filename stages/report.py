@@ -1,9 +1,12 @@
-"""`report`: one markdown table of every `metrics/<dataset>/<method>.json`, beside the papers' numbers.
+"""`report`: one markdown table of every evaluation report `reports/runs/<dataset>/<run>.json`, beside the
+papers' numbers.
 
 For each dataset: our rows (each method's learned embeddings, then the raw-feature and t/T baselines
 evaluated with it), then the published rows of MASA, LA2DS and CASA for that dataset (`model.metrics.published`),
 then the protocol details that differ, stated under the table. A second table compares robustness to
-missing / noisy keypoints with LA2DS Tables 3-4 when any metrics file has a robustness study.
+missing / noisy keypoints with LA2DS Tables 3-4 when any report has a robustness study.
+The printed text ends with this machine's timings (`timings/<dataset>/<run>.json`), which the written file
+leaves out: the file is a DVC output and must not change when only the clock does.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from model.metrics.published import PAPER_OF, ROBUSTNESS, for_dataset, is_percent
-from pipeline.context import metrics_root
+from pipeline.context import REPORTS
 
 log = logging.getLogger(__name__)
 
@@ -42,41 +45,71 @@ PAPER_NOTES = (
     "Published Penn Action numbers use the TCC phase annotations and their train/val split; the public Penn "
     "Action release has no phase labels, so our Penn Action rows can only be compared on Tau (and Action, "
     "with a different unit: MASA Tab. 3 classifies phase segments, our 'Action' whole sequences).",
-    "Setting: single-activity = one model per activity (LA2DS, CASA in LA2DS Tab. 5-7, MASA Tab. 1 3D "
-    "skeleton); multi-activity = one model for all activities (MASA Tab. 2-3).",
+    "Setting: the papers' single-activity rows train one model per activity (LA2DS, CASA in LA2DS Tab. 5-7, "
+    "MASA Tab. 1 3D skeleton), multi-activity rows one model for all activities (MASA Tab. 2-3); ours say what "
+    "the run's model was trained as (train.multi_activity, recorded in its config.json).",
+)
+SETTINGS = {True: "one model for all activities", False: "one model per activity", None: "no training"}
+NEGATIVE_R2 = (
+    "Progress `< 0`: phase-progression R^2 below zero, i.e. the linear regressions fitted on the training frames "
+    "predict the validation frames' progress worse than a constant would: the features hold no linear progress "
+    "signal the regression can find at this training size (untrained baselines, e.g. raw or random-weight DINOv2 "
+    "features on the sample), so the value itself means nothing."
 )
 
 
+def runs_root(workdir: Path = Path(".")) -> Path:
+    """The folder of every evaluation report (`<root>/<dataset>/<run>.json`, written by `evaluate`)."""
+    return Path(workdir) / REPORTS / "runs"
+
+
 def run(workdir: Path = Path("."), out: Path | None = None) -> str:
-    """Print (and with `out`, write) the table of every metrics file under `workdir`'s metrics folder."""
-    metrics_dir = metrics_root(workdir)
-    reports = _load(metrics_dir)
+    """Print (and with `out`, write) the table of every evaluation report under `workdir`; returns the table
+    (the printed text adds this machine's timings, when there are any)."""
+    runs_dir = runs_root(workdir)
+    reports = _load(runs_dir)
     if not reports:
-        raise FileNotFoundError(
-            f"no metrics files under {metrics_dir}/<dataset>/*.json (run `pipeline evaluate` first)"
-        )
+        raise FileNotFoundError(f"no evaluation reports under {runs_dir}/<dataset>/*.json (run `pipeline evaluate` first)")
     text = "\n".join([_main_table(reports), "", _robustness_table(reports)]).rstrip() + "\n"
-    print(text)
+    print(text + _timings(Path(workdir), reports))
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
     return text
 
 
-def _load(metrics_dir: Path) -> list[dict[str, Any]]:
+def _load(runs_dir: Path) -> list[dict[str, Any]]:
     reports = []
-    for path in sorted(metrics_dir.glob("*/*.json")):
+    for path in sorted(runs_dir.glob("*/*.json")):
         data = json.loads(path.read_text())
         if "features" not in data:
-            log.warning("%s is not an evaluate metrics file; left out", path)
+            log.warning("%s is not an evaluation report; left out", path)
             continue
-        reports.append(data)
+        reports.append({**data, "run": path.stem})
     return reports
+
+
+def _timings(workdir: Path, reports: list[dict[str, Any]]) -> str:
+    """Seconds of training and evaluation of each run on this machine (`timings/`, written by `evaluate`)."""
+    lines = []
+    for r in reports:
+        path = workdir / "timings" / r["dataset"] / f"{r['run']}.json"
+        if path.is_file():
+            t = json.loads(path.read_text())
+            train = "-" if t.get("train_s") is None else f"{t['train_s']:.0f} s"
+            lines.append(f"| {r['dataset']} | {r['run']} | {train} | {t['evaluate_s']:.0f} s |")
+    if not lines:
+        return ""
+    head = ["", "Timings of the last local runs (this machine; not in the written report):", "",
+            "| Dataset | Run | Train | Evaluate |", "| --- | --- | --- | --- |"]
+    return "\n".join(head + lines) + "\n"
 
 
 def _fmt(metric: str, value: float | None, ours: bool) -> str:
     if value is None:
         return "-"
+    if metric == "phase_progression" and value < 0:
+        return "< 0"  # see NEGATIVE_R2
     if is_percent(metric) or metric == "segmentation_kmeans":
         return f"{value * 100 if ours else value:.2f}"
     return f"{value:.4f}"
@@ -99,13 +132,13 @@ def _main_table(reports: list[dict[str, Any]]) -> str:
         baselines: dict[tuple, list[str]] = {}  # identical baseline rows of several method runs: shown once
         for r in mine:
             method = r["method"] if not r.get("trained_on") else f"{r['method']} (trained on {r['trained_on']})"
-            setting = f"{len(r['activities'])} activities evaluated"
+            setting = SETTINGS[r.get("multi_activity")]
             for feat, metrics in r["features"].items():
                 cells = [_fmt(k, _cell(metrics, k, f), True) for _, k, f in COLUMNS]
                 if feat == "learned":
                     lines.append(_row([dataset, f"**{method}**", FEATURES.get(feat, feat), setting, "ours"] + cells))
                 else:
-                    baselines.setdefault((feat, setting, *cells), []).append(method)
+                    baselines.setdefault((feat, SETTINGS[None], *cells), []).append(method)
         for (feat, setting, *cells), runs in baselines.items():
             name = "baseline" if len(runs) == len(mine) else f"baseline ({', '.join(runs)} runs)"
             lines.append(_row([dataset, name, FEATURES.get(feat, feat), setting, "ours"] + cells))
@@ -148,7 +181,8 @@ def _notes(reports: list[dict[str, Any]]) -> list[str]:
         "weights (offline sample); set extract_dino.model to facebook/dinov2-base for real features."
         for dataset, model in random
     ]
-    return notes + [""] + [f"- {n}" for n in PAPER_NOTES]
+    negative = any((_cell(m, "phase_progression", "overall") or 0.0) < 0 for r in reports for m in r["features"].values())
+    return notes + [""] + [f"- {n}" for n in PAPER_NOTES + ((NEGATIVE_R2,) if negative else ())]
 
 
 def _train_frames(stride: int) -> str:

@@ -9,8 +9,11 @@ activity). Writes:
   them (method, resolved params of `train` and of the method's section, input spec, skeleton layout, the
   heatmaps store's params when the method reads heatmaps, data fingerprint); with
   `train.multi_activity: false`, one such folder per activity under it;
-- `models/<D>/<method>/log.jsonl`: one JSON record per logged step ({"step", "epoch", "loss", ...});
+- `models/<D>/<method>/log.jsonl`: one JSON record per logged step ({"step", "epoch", "loss", ...}, with
+  wall-clock seconds; a local file DVC leaves out of the model, see .dvcignore);
 - `models/<D>/<method>/MODEL_CARD.md`: data, inputs, params, code version, metrics (`stages.shared.model_card`);
+- `losses/<D>/<method>/<term>.tsv`: the same records' loss terms, one file per term, declared as DVC plots
+  (`stages.shared.loss_curves`; per activity under `<activity>/` when there is one model per activity);
 - `data/<D>/embeddings_<method>.zarr` `{seq}/embedding (time, feature)` for every sequence of every split,
   without augmentation, and for methods that segment (VASOT) `{seq}/segment (time,)` int64 per-frame
   segment labels beside it (one store per method keeps DVC's outputs fixed per stage).
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,7 @@ from pipeline.context import StageContext
 from pipeline.device import resolve_device
 from pipeline.params import to_dict
 from pipeline.store import ArtifactStore, code_version, fingerprint
+from stages.shared import loss_curves
 from stages.shared.inputs import Inputs, load_inputs
 from stages.shared.model_card import write_model_card
 
@@ -47,14 +52,40 @@ def run(ctx: StageContext, method: str, device: str = "auto") -> None:
     train_params = ctx.params("train", TrainParams)
     method_params = ctx.params(method, cls.params_cls)
     dev = resolve_device(device)
+    with _reproducible(dev):
+        _run(ctx, method, cls, train_params, method_params, dev)
+
+
+@contextmanager
+def _reproducible(device):
+    """On the CPU, torch's deterministic kernels while training: the backward of tensor indexing (LA2DS's learned
+    position table, `model.blocks.positional.LearnedPE`) accumulates in thread order, so with two threads the
+    weights, and every hash of them in dvc.lock, differed in the last bits from run to run. On CUDA bit-exact
+    runs are not promised (cuBLAS), so nothing changes there."""
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def _run(ctx: StageContext, method: str, cls, train_params: TrainParams, method_params, dev) -> None:
     inputs = load_inputs(ctx, cls.inputs(method_params))
     folder = ctx.models_dir(method)
     groups = _groups(inputs, train_params)
+    root = loss_curves.folder(ctx.workdir, ctx.name, method)
+    curves = {group: root if group is None else root / _safe(group) for group in groups}
+    loss_curves.prune(root, curves.values())
     models: dict[str | None, AlignmentMethod] = {}
     for group, rows in groups.items():
         sub = folder if group is None else folder / _safe(group)
         log.info("%s/%s%s: training on %d sequences on %s", ctx.name, method, f" [{group}]" if group else "", len(rows), dev)
-        models[group] = train_model(cls, method, method_params, train_params, inputs, rows, sub, dev, ctx.name, group)
+        models[group] = train_model(cls, method, method_params, train_params, inputs, rows, sub, dev, ctx.name, group,
+                                    curves=loss_curves.LossCurves(curves[group]))
     embedder = Embedder(models, cls.inputs(method_params), dev)
     params = {"train": to_dict(train_params), method: to_dict(method_params)}
     write_embeddings(ctx, method, embedder, inputs, params, batch_size=train_params.embed_batch_size)
@@ -81,8 +112,10 @@ def _safe(name: str) -> str:
 
 # ----------------------------------------------------------------------------- training
 def train_model(cls, method: str, method_params, train_params: TrainParams, inputs: Inputs, rows: list[int],
-                folder: Path, device, dataset: str, activity: str | None) -> AlignmentMethod:
-    """Train (or resume, or reuse) one model on `rows` of `inputs`, checkpointing into `folder`."""
+                folder: Path, device, dataset: str, activity: str | None, *,
+                curves: loss_curves.LossCurves | None = None) -> AlignmentMethod:
+    """Train (or resume, or reuse) one model on `rows` of `inputs`, checkpointing into `folder` (and its loss
+    terms into `curves`)."""
     import torch
 
     from model.trainer import Trainer
@@ -114,10 +147,14 @@ def train_model(cls, method: str, method_params, train_params: TrainParams, inpu
             log.warning("%s: config changed since the checkpoint; training from scratch", folder)
             log_path.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
+    if curves is not None:
+        curves.truncate(trainer.step)
 
     def on_log(record: dict[str, Any]) -> None:
         with log_path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
+        if curves is not None:
+            curves.append(record)
 
     def on_checkpoint() -> None:
         save_checkpoint(folder, config, trainer.state_dict(), complete=trainer.done)

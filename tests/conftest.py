@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# numba's cache with the project's other caches, not in __pycache__ beside the code (before anything imports numba)
+os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".cache" / "numba"))
 TINY_SAMPLE = {"train_per_activity": 3, "val_per_activity": 2, "min_seconds": 2.0, "max_seconds": 3.0,
                "dino_hidden": 32, "dino_layers": 2}
 

@@ -29,7 +29,7 @@ class Published:
     method: str
     modality: str
     dataset: str  # manifest name: pennaction, h2o, ikea_asm
-    setting: str  # single-activity (one model per activity) or multi-activity (one model for all)
+    setting: str  # one model per activity (the papers' "single activity") or one model for all activities
     source: str
     metrics: dict[str, float]
 
@@ -47,7 +47,7 @@ def _row(method, modality, dataset, setting, source, cls=None, progress=None, ta
     return Published(method, modality, dataset, setting, source, metrics)
 
 
-S, M = "single-activity", "multi-activity"
+S, M = "one model per activity", "one model for all activities"
 PUBLISHED: tuple[Published, ...] = (
     # ---- Penn Action
     _row("MASA", "3D skeleton", "pennaction", S, "MASA Tab. 1, S2", (89.26, 92.46, 93.03), 0.9342, 0.9585, (91.19, 91.03, 90.88)),

@@ -3,8 +3,9 @@ train stage beside the checkpoint (a user who receives only the folder can tell 
 
 The card holds: the method and the dataset it was trained on (training split(s), sequences per activity, data
 fingerprint), the inputs it reads and the skeleton layouts it can embed after conversion, every param of the
-`train` and method sections (as the checkpoint recorded them), the code version (package version and git
-commit), and the evaluation: a link to `metrics/<D>/<method>.json`, with its headline numbers when that file
+`train` and method sections (as the checkpoint recorded them), the code version (package version and a
+SHA-256 of the code's Python files: a git commit would change the card, and so the DVC hash of the model
+folder, at every commit, and a clean clone's `make demo` would leave dvc.lock modified), and the evaluation: a link to `metrics/<D>/<method>.json`, with its headline numbers when that file
 is newer than the checkpoint (i.e. measured on this model; the evaluate stage runs after train, so re-running
 `pipeline train` on a finished model rewrites the card with them). The evaluate stage does not write the card
 itself: the folder is the train stage's DVC output, and a file changed by another stage would make DVC see
@@ -13,10 +14,10 @@ itself: the folder is the train stage's DVC output, and a file changed by anothe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def write_model_card(models_dir: Path, *, index_path: Path, metrics_path: Path) 
     first = next(iter(configs.values()))
     checkpoints = [folder / CHECKPOINT for folder in model_folders(models_dir).values()]
     metrics = headline_metrics(metrics_path) if _newer(metrics_path, checkpoints) else None
-    text = card_text(configs, read_index(index_path).table, metrics_path, metrics, _git_commit(CODE))
+    text = card_text(configs, read_index(index_path).table, metrics_path, metrics, code_digest(CODE))
     path = Path(models_dir) / CARD
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -47,7 +48,7 @@ def write_model_card(models_dir: Path, *, index_path: Path, metrics_path: Path) 
 
 
 def card_text(configs: dict[str | None, dict[str, Any]], table, metrics_path: Path, metrics: dict[str, float] | None,
-              commit: str | None) -> str:
+              code: str) -> str:
     """The card's markdown (pure: configs as recorded in config.json, the index table, metrics or None)."""
     first = next(iter(configs.values()))
     method, dataset, layout = first["method"], first["dataset"], first["layout"]
@@ -60,7 +61,7 @@ def card_text(configs: dict[str | None, dict[str, Any]], table, metrics_path: Pa
               f"`{method}` section of params.yaml.", "", "```yaml",
               yaml.safe_dump({"train": first["train"], method: first["params"]}, sort_keys=False).rstrip(), "```", ""]
     lines += ["## Code", "", f"- package version: {first.get('code_version', 'unknown')}",
-              f"- git commit: {commit or 'unknown (not a git checkout)'}", ""]
+              f"- code digest (SHA-256 of model/, pipeline/ and stages/ *.py): {code}", ""]
     return "\n".join(lines)
 
 
@@ -139,15 +140,10 @@ def _newer(metrics_path: Path, checkpoints: list[Path]) -> bool:
     return all(metrics_path.stat().st_mtime > c.stat().st_mtime for c in checkpoints if c.is_file())
 
 
-def _git_commit(cwd: Path) -> str | None:
-    """HEAD's commit of the git checkout at `cwd`, marked when its tracked files have uncommitted changes;
-    None outside a checkout (an installed package)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+def code_digest(root: Path) -> str:
+    """SHA-256 over the relative paths and bytes of every *.py file under root's model/, pipeline/ and stages/,
+    in sorted order: the same code gives the same digest in any clone (bytecode caches are not read)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for package in ("model", "pipeline", "stages") for p in (root / package).rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

@@ -12,8 +12,10 @@ from pipeline.cli import main
 def test_evaluate_raw_then_report(project):
     result = CliRunner().invoke(main, ["-q", "evaluate", "--dataset", "sample", "--method", "raw"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((project / "metrics" / "sample" / "raw.json").read_text())
+    metrics = json.loads((project / "reports" / "runs" / "sample" / "raw.json").read_text())
     assert metrics["eval_split"] == "val" and metrics["frame_labels"] is True
+    headline = json.loads((project / "metrics" / "sample" / "raw.json").read_text())
+    assert set(headline) <= {"tau", "ap10", "cls100", "progress", "act_ret10", "action", "mof"} and "tau" in headline
     assert "time" in metrics["features"]  # t/T is always there, whatever other stores exist
     assert metrics["features"]["time"]["phase_progression"]["overall"] > 0.5
     assert (project / "plots" / "sample" / "raw" / "tau_per_activity.png").is_file()

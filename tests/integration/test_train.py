@@ -47,7 +47,7 @@ def _write_dataset(root: Path, per_activity: tuple[int, int] = (6, 3), seed: int
     dino = ArtifactStore(ctx.artifact("dino"), mode="a")
     dino.set_provenance(stage="test", params={})
     for seq_id, j in joints.items():
-        kp.write_sequence(seq_id, {"joints_2d": (j, ("time", "joint", "channel"))}, fingerprint=seq_id,
+        kp.write_sequence(seq_id, {"joints_2d": (j, ("time", "joint", "channel"))}, fingerprint=seq_id, source=seq_id,
                           attrs={"layout": "penn13", "fps": FPS, "image_size": [160, 160]})
         dino.write_sequence(seq_id, {"feature": (features[seq_id], ("time", "feature"))}, fingerprint=seq_id)
     return ctx
@@ -181,6 +181,9 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
         assert torch.equal(value, b["state"]["model"][key]), key
     steps = [json.loads(line)["step"] for line in (runs["interrupted"].models_dir("casa") / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # the log has no duplicated steps after the resume
+    curves = [sorted((ctx.workdir / "losses" / ctx.name / "casa").glob("*.tsv")) for ctx in runs.values()]
+    assert [p.name for p in curves[0]] == [p.name for p in curves[1]] and curves[0]
+    assert [p.read_bytes() for p in curves[0]] == [p.read_bytes() for p in curves[1]]  # the DVC plots too
 
 
 @pytest.mark.parametrize("method", ["la2ds", "fusion_early", "fusion_late"])
@@ -200,6 +203,8 @@ def test_per_activity_models(tmp_path):
     train.run(ctx, "casa", device="cpu")
     folders = sorted(p.name for p in ctx.models_dir("casa").iterdir() if p.is_dir())
     assert folders == sorted(ACTIVITIES)
+    curves = ctx.workdir / "losses" / ctx.name / "casa"
+    assert sorted(p.parent.name for p in curves.glob("*/loss.tsv")) == sorted(ACTIVITIES)
     embedder = load_embedder(ctx.models_dir("casa"), "cpu")
     joints = ArtifactStore(ctx.artifact("keypoints")).read("squat_00", "joints_2d")
     assert embedder.embed({"joints_2d": joints}, activity="squat").shape[0] == len(joints)
@@ -222,7 +227,7 @@ def test_a_sequence_without_confident_joints_trains_and_is_embedded(tmp_path):
     kp = ArtifactStore(ctx.artifact("keypoints"), mode="a")
     joints = kp.read("squat_00", "joints_2d")
     joints[..., 2] = 0
-    kp.write_sequence("squat_00", {"joints_2d": (joints, ("time", "joint", "channel"))}, fingerprint="blank",
+    kp.write_sequence("squat_00", {"joints_2d": (joints, ("time", "joint", "channel"))}, fingerprint="blank", source="squat_00",
                       attrs={"layout": "penn13", "fps": FPS, "image_size": [160, 160]})
     _write_heatmaps(ctx)
     assert not ArtifactStore(ctx.artifact("heatmaps")).read("squat_00", "heatmap").any()

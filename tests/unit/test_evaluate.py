@@ -96,15 +96,28 @@ def fake_trainer(monkeypatch):
     return loaded
 
 
+def _train_logs(ctx: StageContext, method: str, steps: int = 20) -> None:
+    """What `train` leaves: the local log (with wall-clock seconds), the loss curves and the model's config."""
+    from stages.shared.loss_curves import LossCurves, folder
+
+    models = ctx.models_dir(method)
+    models.mkdir(parents=True)
+    records = [{"step": s, "epoch": s // 5, "loss": 1.0 / s, "matching": 0.5 / s, "elapsed_s": 0.5 * s}
+               for s in range(1, steps + 1)]
+    (models / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    curves = LossCurves(folder(ctx.workdir, ctx.name, method))
+    for record in records:
+        curves.append(record)
+    (models / "config.json").write_text(json.dumps({"train": {"multi_activity": True}, "params": {}}))
+
+
 def test_end_to_end_writes_every_metric_for_every_feature(tmp_path, fake_trainer):
     ctx = build_dataset(tmp_path)
-    ctx.models_dir("fake").mkdir(parents=True)
-    lines = [json.dumps({"step": s, "loss": 1.0 / (s + 1), "loss_match": 0.5 / (s + 1)}) for s in range(20)]
-    (ctx.models_dir("fake") / "log.jsonl").write_text("\n".join(lines) + "\n")
+    _train_logs(ctx, "fake")
 
     evaluate.run(ctx, method="fake", device="cpu")
 
-    report = json.loads(ctx.metrics_path("fake").read_text())
+    report = json.loads(evaluate.report_path(tmp_path, "tiny", "fake").read_text())
     assert report["eval_split"] == "val" and report["n_train_videos"] == 12 and report["n_eval_videos"] == 9
     assert set(report["features"]) == {"learned", "raw_keypoints", "time"}
     for feat, metrics in report["features"].items():
@@ -113,7 +126,8 @@ def test_end_to_end_writes_every_metric_for_every_feature(tmp_path, fake_trainer
     assert set(learned["kendalls_tau"]["per_activity"]) == set(ACTIVITIES)
     assert learned["action_recognition"]["overall"] == 1.0  # the embedding carries a one-hot activity code
     assert report["features"]["time"]["kendalls_tau"]["overall"] > 0.98  # ties only where lengths differ
-    assert report["skipped"] == {}
+    assert report["skipped"] == {} and report["multi_activity"] is True
+    assert "seconds" not in report  # wall-clock figures live in timings/, not in the DVC output
     assert report["sklearn_version"] and report["params"]["protocol"]["tau_stride"] == 2
     drops = report["robustness"]["drop_limb"]
     assert set(drops) == {"p0", "p100"} and set(report["robustness"]["keypoint_noise"]) == {"std10pct"}
@@ -124,13 +138,39 @@ def test_end_to_end_writes_every_metric_for_every_feature(tmp_path, fake_trainer
     for name in ("tsne.png", "alignment.png", "tau_per_activity.png", "action_confusion.png", "loss.png"):
         assert (ctx.plots_dir("fake") / name).stat().st_size > 1000, name
     table = report_stage.run(tmp_path)  # the report reads what evaluate wrote
-    assert "| tiny | **fake** | learned |" in table and "| t/T |" in table
+    assert "| tiny | **fake** | learned | one model for all activities |" in table and "| t/T |" in table
+
+
+def test_headline_metrics_are_one_flat_level_of_rounded_numbers(tmp_path, fake_trainer):
+    ctx = build_dataset(tmp_path, plots=False)
+    _train_logs(ctx, "fake")
+    evaluate.run(ctx, method="fake", device="cpu")
+    headline = json.loads(ctx.metrics_path("fake").read_text())
+    full = json.loads(evaluate.report_path(tmp_path, "tiny", "fake").read_text())["features"]["learned"]
+    assert list(headline) == ["tau", "ap10", "cls100", "progress", "act_ret10", "action"]  # no MoF: no own segments
+    assert all(isinstance(v, float) and v == round(v, 4) for v in headline.values())
+    assert headline["tau"] == round(full["kendalls_tau"]["overall"], 4)
+    assert headline["cls100"] == round(full["phase_classification_svm_100pct"]["overall"], 4)
+    timings = json.loads((tmp_path / "timings" / "tiny" / "fake.json").read_text())
+    assert timings["train_s"] == 10.0 and timings["evaluate_s"] > 0 and "learned.kendalls_tau" in timings["evaluate"]
+
+
+def test_evaluation_files_are_the_same_bytes_on_a_second_run(tmp_path, fake_trainer):
+    ctx = build_dataset(tmp_path)
+    _train_logs(ctx, "fake")
+    files = [ctx.metrics_path("fake"), evaluate.report_path(tmp_path, "tiny", "fake"),
+             *(ctx.plots_dir("fake") / name for name in ("alignment.png", "tau_per_activity.png", "loss.png"))]
+    evaluate.run(ctx, method="fake", device="cpu")
+    first = [f.read_bytes() for f in files]
+    evaluate.run(ctx, method="fake", device="cpu")
+    assert [f.read_bytes() for f in files] == first
+    assert b"matplotlib" not in first[-1]  # no library version in the PNG
 
 
 def test_without_labels_label_metrics_are_null_with_a_reason(tmp_path):
     ctx = build_dataset(tmp_path, labelled=False, plots=False)
     evaluate.run(ctx, method="raw")
-    report = json.loads(ctx.metrics_path("raw").read_text())
+    report = json.loads(evaluate.report_path(tmp_path, "tiny", "raw").read_text())
     assert set(report["features"]) == {"raw_keypoints", "time"}
     feats = report["features"]["raw_keypoints"]
     assert feats["phase_progression"] is None and feats["retrieval_ap_at_5"] is None
@@ -144,7 +184,7 @@ def test_generalisation_embeds_with_the_other_datasets_model(tmp_path, fake_trai
     other = tmp_path / "models" / "bigger" / "fake"
     other.mkdir(parents=True)
     evaluate.run(ctx, method="fake", trained_on="bigger", device="cpu")
-    report = json.loads(ctx.metrics_path("fake_from_bigger").read_text())
+    report = json.loads(evaluate.report_path(tmp_path, "tiny", "fake_from_bigger").read_text())
     assert report["trained_on"] == "bigger" and fake_trainer == [(other, "cpu")]
     clean, activities = _fake_val_embeddings(ctx)  # the learned features are the other model's embeddings
     expected = kendalls_tau(clean, 2, activities)[0]
@@ -164,15 +204,36 @@ def test_missing_embeddings_name_the_store(tmp_path):
         evaluate.run(ctx, method="other")
 
 
-def test_loss_curve_plots_per_activity_logs(tmp_path):
-    from stages.shared.plots import loss_curve
+def test_loss_plot_draws_every_term_of_per_activity_models(tmp_path):
+    from stages.shared.loss_curves import LossCurves
+    from stages.shared.plots import loss_curve, read_curves
 
-    logs = []
     for act in ("jump", "squat"):
-        (tmp_path / act).mkdir()
-        logs.append(tmp_path / act / "log.jsonl")
-        logs[-1].write_text("".join(json.dumps({"step": s, "epoch": 0, "loss": 1 / (s + 1)}) + "\n" for s in range(5)))
-    assert loss_curve(tmp_path / "loss.png", logs).stat().st_size > 1000
-    logs[0].write_text('{"step": 1, "loss": 0.5}\nnot json\n')
-    with pytest.raises(ValueError, match=r"jump/log.jsonl:2"):
-        loss_curve(tmp_path / "loss.png", logs)
+        curves = LossCurves(tmp_path / "losses" / act)
+        for s in range(1, 6):
+            curves.append({"step": s, "epoch": 0, "loss": 1 / s, "matching": 0.5 / s, "seq_per_s": 9.0})
+    assert set(read_curves(tmp_path / "losses")) == {"jump", "squat"}
+    assert set(read_curves(tmp_path / "losses")["jump"]) == {"loss", "matching"}  # no wall-clock term
+    assert loss_curve(tmp_path / "loss.png", tmp_path / "losses", tmp_path / "models", "fake on tiny").stat().st_size > 1000
+    (tmp_path / "losses" / "jump" / "loss.tsv").write_text("step\tepoch\tloss\n1\t0\t0.5\nnot a row\n")
+    with pytest.raises(ValueError, match=r"jump/loss.tsv:3"):
+        loss_curve(tmp_path / "loss.png", tmp_path / "losses", tmp_path / "models", "fake on tiny")
+
+
+def test_late_fusion_stage_switch_is_found_from_the_model_config(tmp_path):
+    from stages.shared.plots import stage_switch
+
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"params": {"stage1_epochs": 4}, "train": {"epochs": 10, "max_steps": 0}}))
+    points = [(s, (s - 1) // 3, 1.0) for s in range(5, 31, 5)]  # 3 steps per epoch, logged every 5 steps
+    assert stage_switch(tmp_path, None, points) == 12.0
+    (tmp_path / "config.json").write_text(json.dumps({"params": {}, "train": {"epochs": 10, "max_steps": 0}}))
+    assert stage_switch(tmp_path, None, points) is None
+
+
+def test_headline_floors_negative_progression_and_leaves_out_what_was_not_computed():
+    learned = {"kendalls_tau": {"overall": 0.91234567}, "phase_progression": {"overall": -1112536.9},
+               "action_recognition": None, "retrieval_ap_at_10": {"overall": float("nan")},
+               "segmentation_predicted": {"mof": 0.5, "edit": 0.2}}
+    assert evaluate.headline({"features": {"learned": learned, "time": {}}}) == {"tau": 0.91234567, "progress": 0.0,
+                                                                                "mof": 0.5}

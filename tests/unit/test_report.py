@@ -35,7 +35,7 @@ def _write(root: Path, dataset: str, name: str, **extra) -> None:
                        "keypoint_noise": {"std5pct": {"phase_classification_svm_100pct": 0.68, "kendalls_tau": 0.93}}},
         **extra,
     }
-    folder = root / "metrics" / dataset  # the project layout report reads: <workdir>/metrics/<dataset>/<run>.json
+    folder = root / "reports" / "runs" / dataset  # where report reads: <workdir>/reports/runs/<dataset>/<run>.json
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(data))
 
@@ -106,3 +106,34 @@ def test_baselines_shared_by_method_runs_are_shown_once(tmp_path):
     _write(tmp_path, "h2o", "masa", method="masa")
     rows = [line for line in report.run(tmp_path).splitlines() if line.startswith("| h2o") and "| t/T |" in line]
     assert len(rows) == 1 and "| baseline |" in rows[0]
+
+
+def test_setting_says_one_model_for_all_or_per_activity(tmp_path):
+    _write(tmp_path, "h2o", "la2ds")
+    _write(tmp_path, "h2o", "masa", method="masa", multi_activity=True)
+    lines = report.run(tmp_path).splitlines()
+    assert any(line.startswith("| h2o | **la2ds** | learned | one model per activity |") for line in lines)
+    assert any(line.startswith("| h2o | **masa** | learned | one model for all activities |") for line in lines)
+    assert any(line.startswith("| h2o | baseline | t/T | no training |") for line in lines)
+
+
+def test_negative_progression_r2_is_shown_as_below_zero_and_explained(tmp_path):
+    metrics = _metrics(0.5, 0.5)
+    metrics["phase_progression"] = {"overall": -504.2, "per_activity": {"pour_milk": -504.2}}
+    _write(tmp_path, "h2o", "la2ds", features={"learned": _metrics(0.9, 0.7), "raw_dino": metrics})
+    text = report.run(tmp_path)
+    row = next(line for line in text.splitlines() if "| raw DINOv2 |" in line)
+    assert "| < 0 |" in row and "-504" not in text
+    assert "Progress `< 0`: phase-progression R^2 below zero" in text
+    _write(tmp_path, "h2o", "la2ds")
+    assert "Progress `< 0`" not in report.run(tmp_path)  # no note without a negative value
+
+
+def test_printed_text_adds_local_timings_the_file_leaves_out(tmp_path, capsys):
+    _write(tmp_path, "h2o", "la2ds")
+    (tmp_path / "timings" / "h2o").mkdir(parents=True)
+    (tmp_path / "timings" / "h2o" / "la2ds.json").write_text('{"train_s": 61.2, "evaluate_s": 9.9, "evaluate": {}}')
+    text = report.run(tmp_path, out=tmp_path / "report.md")
+    printed = capsys.readouterr().out
+    assert "| h2o | la2ds | 61 s | 10 s |" in printed and "Timings" not in text
+    assert (tmp_path / "report.md").read_text() == text
