@@ -34,6 +34,7 @@ from pipeline.runner import StageError, StageSummary, Task, run_incremental
 from pipeline.sequences import read_index, visual_source
 from pipeline.store import ArtifactStore, absolute_url, fingerprint
 from pipeline.video.reader import Clip, Geometry, VideoError, read_clip
+from pipeline.video.timeline import fit_indices
 
 log = logging.getLogger(__name__)
 STAGE = "decode"
@@ -132,18 +133,12 @@ def decode_sequence(store_url: str, task: Task) -> int:
 def fit_length(clip: Clip, n_frames: int, tolerance: int, seq_id: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     """(rgb (n_frames, H, W, 3), timestamps (n_frames,)): the clip cut or padded with its last frame when
     its length is within `tolerance` of `n_frames`; otherwise VideoError naming the sequence and file."""
-    n = len(clip.rgb)
-    if n == n_frames:
-        return clip.rgb, clip.timestamps
-    if abs(n - n_frames) > tolerance:
-        raise VideoError(
-            f"sequence {seq_id}: {source} decodes to {n} frames at the dataset fps but the index says {n_frames} "
-            f"(more than decode.length_tolerance={tolerance} apart: truncated file, or a stale index - rerun `pipeline index`)"
-        )
-    log.warning("%s: %s decodes to %d frames, index has %d: %s", seq_id, source, n, n_frames,
-                "dropping the extra ones" if n > n_frames else "repeating the last frame")
-    keep = np.minimum(np.arange(n_frames), n - 1)
-    return clip.rgb[keep], clip.timestamps[keep]
+    try:
+        keep = fit_indices(len(clip.rgb), n_frames, tolerance, seq_id=seq_id, source=source,
+                           setting="decode.length_tolerance")
+    except ValueError as err:
+        raise VideoError(str(err)) from None
+    return (clip.rgb, clip.timestamps) if keep is None else (clip.rgb[keep], clip.timestamps[keep])
 
 
 def _attrs(p: dict[str, Any], clip: Clip, n: int) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from pipeline.runner import StageError, StageSummary, Task, run_incremental
 from pipeline.sequences import read_index, visual_source
 from pipeline.skeletons.estimator import LAYOUT, EstimatedPoses, EstimatorError, PoseSettings
 from pipeline.store import ArtifactStore, absolute_url, fingerprint
+from pipeline.video.timeline import fit_indices
 
 log = logging.getLogger(__name__)
 STAGE = "estimate_pose"
@@ -176,19 +177,12 @@ def fit_length(poses: EstimatedPoses, n_frames: int, tolerance: int, seq_id: str
                ) -> tuple[np.ndarray, np.ndarray]:
     """(joints (n_frames, 33, 3), timestamps (n_frames,)): cut, or padded with the last frame, when within
     `tolerance` frames of `n_frames` (decode's rule, so both stages share one timeline); else StageError."""
-    n = len(poses.joints)
-    if n == n_frames:
-        return poses.joints, poses.timestamps
-    if abs(n - n_frames) > tolerance:
-        raise StageError(
-            f"sequence {seq_id}: {source} resamples to {n} frames at the dataset fps but the index says {n_frames} "
-            f"(more than estimate_pose.length_tolerance={tolerance} apart: truncated file, or a stale index - "
-            f"rerun `pipeline index`)"
-        )
-    log.warning("%s: %s resamples to %d frames, index has %d: %s", seq_id, source, n, n_frames,
-                "dropping the extra ones" if n > n_frames else "repeating the last frame")
-    keep = np.minimum(np.arange(n_frames), n - 1)
-    return poses.joints[keep], poses.timestamps[keep]
+    try:
+        keep = fit_indices(len(poses.joints), n_frames, tolerance, seq_id=seq_id, source=source,
+                           setting="estimate_pose.length_tolerance", verb="resamples")
+    except ValueError as err:
+        raise StageError(str(err)) from None
+    return (poses.joints, poses.timestamps) if keep is None else (poses.joints[keep], poses.timestamps[keep])
 
 
 def _attrs(p: dict[str, Any], poses: EstimatedPoses, n: int, detected: int, joints: list[str]) -> dict[str, Any]:
