@@ -41,6 +41,7 @@ from pipeline.params import to_dict
 from pipeline.sequences import SequenceIndex, read_index
 from pipeline.skeletons.layouts import get_layout
 from stages.shared import loss_curves
+from stages.shared.heatmap_store import HEATMAP
 
 log = logging.getLogger(__name__)
 
@@ -314,19 +315,50 @@ def _embed(ctx: StageContext, embedder, split: Split) -> list[np.ndarray]:
 
 
 def _robustness(ctx, method, device, train: Split, val: Split, params: EvaluateParams):
-    """(results, None) or (None, reason) when there is no model or it does not read keypoints."""
+    """(results, None) or (None, reason) when there is no model or it reads neither keypoints nor maps made
+    from them. A model that reads heatmaps gets maps re-rendered from the perturbed joints (`_rerender`)."""
     from model.metrics.robustness import JOINTS, robustness
 
     models_dir = ctx.models_dir(method)
     if not models_dir.is_dir():
         return None, f"no trained model at {models_dir}"
     embedder = _load_embedder(models_dir, device)
-    if JOINTS not in [array for _, array in embedder.inputs]:
-        return None, f"the model reads {list(embedder.inputs)}, not {JOINTS}"
+    reads = [array for _, array in embedder.inputs]
+    derive, val_inputs = None, _inputs(ctx, embedder, val)
+    if JOINTS not in reads:
+        if HEATMAP not in reads:
+            return None, f"the model reads {list(embedder.inputs)}, neither {JOINTS} nor {HEATMAP}"
+        derive = _rerender(ctx, val_inputs, val.ids)
     return robustness(
-        embedder, train.videos([]), val.videos([]), _inputs(ctx, embedder, train), _inputs(ctx, embedder, val),
-        get_layout(ctx.dataset.layout), params.robustness, params.protocol, seed=params.seed,
+        embedder, train.videos([]), val.videos([]), _inputs(ctx, embedder, train), val_inputs,
+        get_layout(ctx.dataset.layout), params.robustness, params.protocol, seed=params.seed, derive=derive,
     ), None
+
+
+def _rerender(ctx: StageContext, inputs: list[dict[str, np.ndarray]], ids: list[str]):
+    """Adds each sequence's joints_2d and crop box to `inputs` (in place) and returns the function that
+    remakes its heatmaps from (perturbed) joints: the heatmaps stage's renderer, params and box, and its
+    storage rounding, so clean joints give back the stored maps. The box stays the clean one (the crop is
+    the camera's, not the estimator's)."""
+    from model.metrics.robustness import JOINTS
+    from pipeline.heatmaps.raster import quantise, render
+    from stages.shared.heatmap_store import store_params
+
+    keypoints, heatmaps = _open(ctx.artifact("keypoints")), _open(ctx.artifact("heatmaps"))
+    if keypoints is None:
+        raise EvaluateError(f"the robustness study of a heatmap model needs {ctx.artifact('keypoints')}")
+    made = store_params(heatmaps)
+    for arrays, seq_id in zip(inputs, ids):
+        arrays[JOINTS] = keypoints.read(seq_id, JOINTS)
+        arrays["box"] = heatmaps.read(seq_id, "box")
+    limbs = get_layout(ctx.dataset.layout).limbs
+
+    def derive(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        stored, scale = quantise(render(arrays[JOINTS], limbs, arrays["box"], made["size"], made["sigma"]),
+                                 made["dtype"])
+        return {**arrays, HEATMAP: stored.astype(np.float32) * np.float32(scale)}
+
+    return derive
 
 
 def _report(ctx, method, trained_on, eval_split, train: Split, val: Split, results, params,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +23,7 @@ from pipeline.skeletons.layouts import Skeleton
 
 log = logging.getLogger(__name__)
 JOINTS = "joints_2d"
+Derive = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 class Embedder(Protocol):
@@ -108,10 +109,13 @@ def _scores_single_thread(train, val, params, classifier) -> dict[str, float | N
     return out
 
 
-def _perturbed(inputs: Sequence[dict[str, np.ndarray]], perturb, seed: Sequence[int]) -> list[dict[str, np.ndarray]]:
-    """The inputs with joints_2d perturbed, each sequence with its own seeded generator."""
-    return [{**arrays, JOINTS: perturb(arrays[JOINTS], np.random.default_rng([*seed, i]))}
-            for i, arrays in enumerate(inputs)]
+def _perturbed(inputs: Sequence[dict[str, np.ndarray]], perturb, seed: Sequence[int],
+               derive: Derive | None = None) -> list[dict[str, np.ndarray]]:
+    """The inputs with joints_2d perturbed, each sequence with its own seeded generator, then `derive`d (the
+    arrays made from the joints, e.g. heatmaps, remade from the perturbed ones)."""
+    out = [{**arrays, JOINTS: perturb(arrays[JOINTS], np.random.default_rng([*seed, i]))}
+           for i, arrays in enumerate(inputs)]
+    return out if derive is None else [derive(arrays) for arrays in out]
 
 
 def robustness(
@@ -125,12 +129,15 @@ def robustness(
     protocol: ProtocolParams,
     *,
     seed: int = 0,
+    derive: Derive | None = None,
 ) -> dict[str, dict[str, dict[str, float | None]]]:
     """{"drop_limb": {"p25": scores, ...}, "keypoint_noise": {"std5pct": scores, ...}}.
 
     train, val: the splits (ids, activities, labels); train_inputs, val_inputs: per sequence, the embedder's
     input arrays by name (must include joints_2d (T, K, 3)). Classifiers are fitted on the training
     sequences embedded clean through the same model, so clean and perturbed features come from one path.
+    derive: for a model that reads arrays made from the joints (LA2DS's heatmaps), remakes them from the
+    perturbed joints, so the perturbation reaches the model as a pose estimator's error would.
     """
     groups = limb_groups(layout)
     train = train.with_embeddings(embed_sequences(embedder, train_inputs, train.ids, train.activities))
@@ -143,7 +150,7 @@ def robustness(
     ]
     out: dict[str, dict[str, dict[str, float | None]]] = {"drop_limb": {}, "keypoint_noise": {}}
     for kind, name, rng_key, perturb in settings:
-        embs = embed_sequences(embedder, _perturbed(val_inputs, perturb, rng_key), val.ids, val.activities)
+        embs = embed_sequences(embedder, _perturbed(val_inputs, perturb, rng_key, derive), val.ids, val.activities)
         out[kind][name] = _scores(train, val.with_embeddings(embs), protocol, params.classifier)
         log.info("robustness: %s %s -> %s", kind, name, out[kind][name])
     return out

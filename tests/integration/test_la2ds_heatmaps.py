@@ -130,3 +130,26 @@ def test_a_short_training_run_on_the_sample_lowers_the_loss(tmp_path):
     train.run(ctx, "la2ds", device="cpu")
     losses = [json.loads(line)["loss"] for line in (ctx.models_dir("la2ds") / "log.jsonl").read_text().splitlines()]
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+
+
+def test_robustness_rerenders_the_maps_from_perturbed_joints(trained):
+    """LA2DS's robustness study (its Tables 3-4) reaches the model through maps re-rendered from the perturbed
+    joints: clean joints give back the stored maps exactly, a dropped limb changes every frame's maps, no
+    confident joint gives empty maps."""
+    from model.metrics.perturb import drop_limbs, limb_groups
+    from pipeline.skeletons.layouts import get_layout
+    from stages import evaluate
+
+    ctx = trained
+    maps = ArtifactStore(ctx.artifact("heatmaps"))
+    ids = maps.sequences()[:3]
+    inputs = [{"heatmap": read_maps(maps, seq)} for seq in ids]
+    derive = evaluate._rerender(ctx, inputs, ids)
+    groups = limb_groups(get_layout("penn13"))
+    for arrays, seq in zip(inputs, ids):
+        np.testing.assert_array_equal(derive(arrays)["heatmap"], read_maps(maps, seq))
+        dropped = drop_limbs(arrays["joints_2d"], groups, 1.0, np.random.default_rng(0))  # one limb per frame
+        changed = derive({**arrays, "joints_2d": dropped})["heatmap"] != read_maps(maps, seq)
+        assert changed.any(axis=(1, 2, 3)).all()  # every frame's maps lose what its dropped limb lit
+        unseen = {**arrays, "joints_2d": arrays["joints_2d"] * np.array([1, 1, 0], np.float32)}
+        assert not derive(unseen)["heatmap"].any()  # no confident joint: empty maps
