@@ -47,9 +47,11 @@ def read_yaml(path: Path, error: type[Exception]) -> Any:
     """The parsed YAML file; `error` naming the file, line and column for a syntax error."""
     try:
         with path.open() as fh:
+            # an empty file loads as None
             return yaml.safe_load(fh) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
+        # PyYAML marks are 0-based
         at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err)
         raise error(f"{path}:{at}: not valid YAML: {problem}") from err
@@ -94,11 +96,13 @@ def load_section(
     if top not in data:
         raise ParamsError(f"{path}: no section '{top}'")
     raw = dict(data[top] or {})
+    # popped: from_dict would refuse `overrides` as an unknown key
     overrides = raw.pop("overrides", None) or {}
     if dataset is not None and dataset in overrides:
         extra = overrides[dataset] or {}
         if not isinstance(extra, dict):
             raise ParamsError(f"{path}: {top}.overrides.{dataset} must be a mapping")
+        # deep: overriding one key of a nested block keeps its other keys
         raw = _deep_merge(raw, extra)
     for depth, key in enumerate(inner):
         if not isinstance(raw, dict) or key not in raw:
@@ -111,6 +115,7 @@ def from_dict(cls: type[T], raw: dict[str, Any], *, where: str) -> T:
     """Build dataclass `cls` from a mapping, recursing into nested dataclasses; strict about keys and types."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    # get_type_hints, not the fields' `type`: with `from __future__ import annotations` those are strings
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
@@ -167,8 +172,10 @@ def _coerce(value: Any, hint: Any, *, where: str) -> Any:
         kt, vt = get_args(hint) or (Any, Any)
         return {_coerce(k, kt, where=where): _coerce(v, vt, where=f"{where}.{k}") for k, v in value.items()}
     if hint is float:
+        # bool is a subclass of int: without this, YAML `true` would pass as the number 1
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamsError(f"{where}: expected a number, got {value!r}")
+        # YAML `1` is an int: as a float it records (and fingerprints) the same as `1.0`
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):

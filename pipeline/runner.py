@@ -128,6 +128,7 @@ def record_provenance(store: ArtifactStore, *, stage: str, params: Mapping[str, 
     """Write the store's provenance only when it changed (an unchanged store keeps its bytes)."""
     current = store.provenance
     wanted = _jsonable({"stage": stage, "params": params, **extra})
+    # code_version is added by set_provenance, not part of `wanted`, so it is compared on its own
     if any(current.get(k) != v for k, v in wanted.items()) or current.get("code_version") != code_version():
         store.set_provenance(stage=stage, params=params, **extra)
 
@@ -251,6 +252,8 @@ def _dispatch(fn, tasks, *, scheduler, workers, executor):
     if executor == "thread":
         pool = cf.ThreadPoolExecutor(max_workers=workers)
     else:
+        # spawn, not fork: the coordinator already runs threads (zarr's async I/O loop, tqdm's monitor), and a child
+        # forked from a threaded process can deadlock on a lock some thread held at the fork
         pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                       initializer=exit_with_parent, initargs=(os.getpid(),))
     with pool:
@@ -258,6 +261,8 @@ def _dispatch(fn, tasks, *, scheduler, workers, executor):
         try:
             for fut in cf.as_completed(futures):
                 yield futures[fut], fut.result()
+        # Ctrl-C, or the consumer closing this generator: cancel the queued tasks, or the pool's shutdown on leaving
+        # `with` would wait for all of them to run
         except BaseException:
             for fut in futures:
                 fut.cancel()
@@ -268,6 +273,8 @@ def _dispatch_dask(fn, tasks, address: str):
     from distributed import Client, as_completed
 
     with Client(address) as client:
+        # an explicit key names the sequence on the dask dashboard; its fingerprint part keeps a task with other inputs
+        # from being taken for one the scheduler still holds under that key
         futures = {client.submit(_call, fn, task, pure=False, key=f"{task.seq_id}-{task.fingerprint[:8]}"): task for task in tasks}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
@@ -279,8 +286,11 @@ def exit_with_parent(parent_pid: int) -> None:
     worker was writing stays incomplete, which the next run recomputes."""
 
     def watch() -> None:
+        # a process whose parent dies is re-parented (to init or a subreaper), so polling getppid needs no signal or
+        # pipe
         while os.getppid() == parent_pid:
             time.sleep(PARENT_POLL_S)
+        # os._exit: sys.exit raised in a thread ends only that thread
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
@@ -290,6 +300,7 @@ def _call(fn, task):
     """Run one task; return its exception instead of raising so one bad sequence does not stop the rest."""
     try:
         return fn(task)
+    # Exception, not BaseException: Ctrl-C (KeyboardInterrupt) still stops the whole run
     except Exception as err:  # reported with the sequence id by run_incremental, then raised as StageError
         return err
 

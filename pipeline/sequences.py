@@ -113,6 +113,7 @@ def make_table(rows: Iterable[dict[str, Any]], *, where: str = "index") -> pd.Da
     for col in ("video", "frames_dir", "pose", "pose_format", "video_fingerprint", "pose_fingerprint"):
         if col not in df:
             df[col] = ""
+        # a <NA> would make `row.get("video") or ...` raise (bool(pd.NA) is ambiguous)
         df[col] = df[col].fillna("")
     if "labels" not in df:
         df["labels"] = None
@@ -121,8 +122,10 @@ def make_table(rows: Iterable[dict[str, Any]], *, where: str = "index") -> pd.Da
     missing = [c for c in COLUMNS if c not in df]
     if missing:
         raise IndexTableError(f"index rows lack column(s) {missing}")
+    # `labels` stays out of the cast: lists (or None) have no pandas dtype
     df = df[list(COLUMNS) + ["labels"]].astype(COLUMNS)
     validate(df, where)
+    # sorted by id: the order in which an adapter listed the files must not change the index
     return df.sort_values("id", kind="stable").reset_index(drop=True)
 
 
@@ -187,6 +190,7 @@ def file_fingerprint(*paths: str | Path) -> str:
     for p in paths:
         p = Path(p)
         size = p.stat().st_size
+        # the size also catches a length change in a large file's unhashed middle
         h.update(f"{p.name}:{size}".encode())
         with p.open("rb") as fh:
             if size < HASH_WHOLE_BELOW:
@@ -214,6 +218,7 @@ def source_file(row: dict[str, Any]) -> str:
 
 def visual_source(row: dict[str, Any]) -> str:
     """The index's fingerprint of a sequence's video or frame folder: what frames (and features) derive from."""
+    # an adapter that gives only the combined fingerprint: any change to the sequence's sources then counts
     return row.get("video_fingerprint") or row["fingerprint"]
 
 
@@ -223,4 +228,5 @@ def pose_source(row: dict[str, Any]) -> str:
 
 
 def combine(*fingerprints: str) -> str:
+    # the separator keeps ("ab", "c") and ("a", "bc") apart
     return hashlib.sha256("|".join(fingerprints).encode()).hexdigest()[:32]

@@ -63,7 +63,9 @@ class StoreError(RuntimeError):
 
 def fingerprint(*parts: Any) -> str:
     """A stable hex digest of JSON-able parts (source fingerprints, params, upstream fingerprints)."""
+    # sort_keys: the digest must not depend on the order in which a mapping (params read from YAML, say) was built
     blob = json.dumps(parts, sort_keys=True, default=_json_default).encode()
+    # 128 bits: no collision in practice, short enough for attrs and logs
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
@@ -138,6 +140,7 @@ class ArtifactStore:
         async def names() -> list[str]:
             return [key async for key in self.root.store.list_dir(self.root.path)]
 
+        # a leading '.' marks scratch groups (`.writing@...`, `.trash@...`), which are no sequences
         return sorted(name for name in sync(names()) if name != "zarr.json" and not name.startswith("."))
 
     def sequences(self) -> list[str]:
@@ -308,6 +311,7 @@ class ArtifactStore:
         another run put its own version there first (the same stage started twice), keep that one."""
         try:
             os.rename(local / scratch, local / seq_id)
+        # renaming onto a directory that is not empty fails (ENOTEMPTY/EEXIST): another run got there first
         except OSError as err:
             if not (local / seq_id).exists():
                 raise
@@ -360,6 +364,7 @@ class ArtifactStore:
         gone = []
         for path in local.iterdir():
             parts = path.name.split(SCRATCH_SEP)
+            # only this host's scratch: a pid says nothing about a process on another machine sharing the store
             if len(parts) == 5 and parts[0] in (".writing", ".trash") and parts[2] == socket.gethostname() \
                     and not _process_alive(int(parts[3])):
                 shutil.rmtree(path, ignore_errors=True)
@@ -392,6 +397,8 @@ class CheckedArray:
         try:
             return self._array[selection]
         except Exception as err:
+            # the chunk-by-chunk scan runs only after a failed read; when every chunk reads on its own, the error was
+            # not corruption and is re-raised as it is
             bad = self.corrupt_chunks()
             if not bad:
                 raise

@@ -60,6 +60,7 @@ class DecodeParams:
 def run(ctx: StageContext) -> StageSummary:
     params = ctx.params(STAGE, DecodeParams)
     try:
+        # checked up front: bad params fail the run once, not each sequence in a worker
         params.geometry()
     except ValueError as err:
         raise StageError(f"{ctx.params_path}: decode: {err}") from err

@@ -77,6 +77,7 @@ def run(ctx: StageContext, model_dir: Path, device: str = "auto") -> StageSummar
     start = time.perf_counter()
     info = read_model(Path(model_dir))
     embedder = load_embedder(info.folder, device)
+    # every check comes before the output store is opened: a model that cannot embed this dataset writes nothing
     check_stores(ctx, info, embedder.inputs)
     check_heatmaps(ctx, info, embedder.inputs)
     inputs = load_inputs(ctx, embedder.inputs)
@@ -105,6 +106,7 @@ def read_model(folder: Path) -> ModelInfo:
     for key in ("method", "dataset", "layout", "spec"):
         if any(c[key] != first[key] for c in configs.values()):
             raise EmbedError(f"{folder}: the per-activity models disagree on '{key}'")
+    # model_configs keys one multi-activity model as None, per-activity models by their activity
     activities = None if None in configs else tuple(sorted(configs))
     arrays = {k: tuple(v) for k, v in first["spec"]["arrays"].items()}
     return ModelInfo(folder, first["method"], first["dataset"], first["layout"], arrays, activities, configs)
@@ -156,6 +158,7 @@ def fit_inputs(ctx: StageContext, info: ModelInfo, inputs: Inputs) -> tuple[Inpu
         shapes = dict(inputs.spec.arrays)
         for name in KEYPOINT_ARRAYS:
             if arrays and name in arrays[0]:
+                # the converted layout's joint count, which the shape check below compares with the model's
                 shapes[name] = tuple(int(s) for s in arrays[0][name].shape[1:])
         inputs = replace(inputs, arrays=arrays, spec=replace(inputs.spec, arrays=shapes, layout=info.layout))
     for name, shape in info.arrays.items():
@@ -202,6 +205,7 @@ def write(url: str, embedder, inputs: Inputs, info: ModelInfo, model_fp: str, co
             summary.skipped.append(seq)
         else:
             todo.append((i, fp))
+    # a batch is padded to its longest sequence: similar lengths waste little
     todo.sort(key=lambda item: len(next(iter(inputs.arrays[item[0]].values()))))
     with progress(total=len(todo), desc=f"embed {info.method}", unit="seq") as bar:
         for first in range(0, len(todo), info.batch_size):

@@ -108,6 +108,7 @@ def check_params(params: EstimatePoseParams, ctx: StageContext, *, needed: bool)
     if params.length_tolerance < 0:
         raise StageError(f"{where}.length_tolerance must be >= 0, got {params.length_tolerance}")
     try:
+        # a dataset with pose files everywhere runs without MediaPipe
         if needed or _installed():
             mediapipe_root()
             check_model(params.model_complexity)
@@ -134,7 +135,9 @@ def make_tasks(rows, params: EstimatePoseParams) -> list[Task]:
             "source_fps": float(row["source_fps"]),
             "params": to_dict(params),
         }
+        # source_fps only counts for frame folders: a video is resampled by its own timestamps
         timeline = (payload["fps"], payload["n_frames"], payload["source_fps"] if payload["is_folder"] else None)
+        # `version`: another MediaPipe release may give other landmarks
         fp = fingerprint(visual_source(row), timeline, payload["params"], version)
         tasks.append(Task(row["id"], fp, payload["n_frames"], payload, source=visual_source(row)))
     return tasks
@@ -204,6 +207,7 @@ def _frame_bar(task: Task):
     """Frames estimated (and frames/s) of one sequence: about its timeline's length, source frames shown."""
     from pipeline.runner import progress
 
+    # position 1, leave False: a line under the runner's per-sequence bar, cleared after each sequence
     return progress(total=task.n_frames, desc=task.seq_id, unit="frame", leave=False, position=1)
 
 

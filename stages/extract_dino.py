@@ -51,7 +51,8 @@ class ExtractDinoParams:
     cls+mean; image_size: model input (px); dtype: auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16;
     batch_size: frames per forward; num_workers: threads reading frames (and writing features);
     group_frames: frames per dask task.
-    These last four change speed, not features, and are left out of the fingerprints."""
+    batch_size, num_workers and group_frames change speed, not features, and are left out of the fingerprints
+    (dtype changes the features and is in them)."""
 
     model: str
     revision: str
@@ -78,11 +79,13 @@ class Job:
 def run(ctx: StageContext, device: str = "auto") -> StageSummary:
     params = ctx.params(STAGE, ExtractDinoParams)
     start = time.perf_counter()
+    # first: an unavailable model fails the run before `plan` marks anything stale
     source = resolve(params.model, params.revision)
     index = read_index(ctx.index_path)
     visual = [r for r in index.rows() if r["video"] or r["frames_dir"]]
     if not visual:
         raise StageError(f"{ctx.name}: no sequence has a video or a frame folder, so there is nothing to embed")
+    # dask workers may start in another directory
     frames_url = absolute_url(ctx.artifact("frames"))
     jobs, missing = make_jobs(ArtifactStore(frames_url), visual, params, source)
     provenance = _provenance(source, params)
@@ -129,6 +132,7 @@ def make_jobs(
         if attrs.get("n_frames") != row["n_frames"]:
             missing[seq_id] = f"{frames.url} holds {attrs.get('n_frames')} frames, the index {row['n_frames']}: re-run decode"
             continue
+        # the resolved commit, not `revision`: a branch such as "main" can move to other weights under the same name
         fp = fingerprint(
             attrs["fingerprint"], source.model, source.resolved, params.pooling, params.image_size, params.dtype
         )
@@ -164,6 +168,7 @@ def group_jobs(jobs: list[Job], group_frames: int) -> list[list[Job]]:
     """Consecutive whole sequences, about `group_frames` frames per group (at least one sequence each)."""
     groups, current, size = [], [], 0
     for job in jobs:
+        # never splits a sequence: one task writes it whole
         if current and size + job.n_frames > group_frames:
             groups.append(current)
             current, size = [], 0

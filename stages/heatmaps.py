@@ -52,6 +52,7 @@ def run(ctx: StageContext) -> StageSummary:
     keypoints = ArtifactStore(keypoints_url)
     index = read_index(ctx.index_path)
     resolved = to_dict(params)
+    # sequences already run in parallel: render's own threads would oversubscribe the cores
     threads = 1 if (ctx.scheduler or ctx.workers > 1) else None
     tasks = [_task(row, keypoints, resolved, threads, ctx.name) for row in index.rows()]
     summary = run_incremental(
@@ -75,6 +76,7 @@ def _task(row: dict, keypoints: ArtifactStore, resolved: dict, threads: int | No
     unusable = keypoints.unusable(row["id"], source=source)
     return Task(
         seq_id=row["id"],
+        # the keypoints' stored fingerprint, not the pose file's: a change of keypoints params reaches the heatmaps too
         fingerprint=fingerprint(keypoints.fingerprint_of(row["id"]), resolved),
         n_frames=int(row["n_frames"]),
         payload={"keypoints": keypoints.url, "params": resolved, "threads": threads},
@@ -100,6 +102,8 @@ def render_sequence(store_url: str, task: Task) -> int:
                          f"needs (T, {layout.n_joints}, 3)")
     image = attrs.get("image_size")
     try:
+        # no confident joint in any frame: the whole image as the box, so the sequence gets empty maps instead of
+        # failing
         box = crop_box(joints, pad=params.pad, square=params.square, fallback=(0, 0, *image) if image else None)
     except ValueError as err:
         raise ValueError(f"{seq}: {err} in {keypoints.url} (poses from {attrs.get('source') or 'an unrecorded file'}), "

@@ -65,6 +65,8 @@ def run(ctx: StageContext) -> StageSummary:
         )
     model_dir = (Path(ctx.workdir) / params.body_model_dir).resolve()
     resolved = to_dict(params)
+    # only npz pose files can hold SMPL/MANO parameters to lift: other datasets neither depend on nor need the licensed
+    # files
     models = _model_files_fingerprint(model_dir) if any(r["pose_format"] == "npz" for r in index.rows()) else ""
     tasks = []
     for row in index.rows():
@@ -109,12 +111,14 @@ def extract_sequence(store_url: str, task: Task) -> int:
     else:
         poses = read_poses(row, layout, person=params.openpose_person)
     joints_2d, joints_3d, projection = poses.joints_2d, poses.joints_3d, poses.projection
+    # an npz with body model parameters but no joints is lifted even when `lift` is off
     if poses.model_params and (params.lift or joints_2d is None):
         lifted = lift(poses.model_params, task.payload["model_dir"], gender=params.smpl_gender,
                       flat_hand_mean=params.mano_flat_hand_mean)
         if lifted.layout != layout:
             raise ValueError(f"{task.seq_id}: the body model parameters in {row['pose']} give {lifted.layout} joints, "
                              f"but the dataset layout is {layout} (set `layout: {lifted.layout}` in the manifest)")
+        # lifted 2D joints are the orthographic projection of the 3D ones (DESIGN.md Sec. 3)
         joints_2d, joints_3d, projection = lifted.joints_2d, lifted.joints_3d, "orthographic"
     if joints_3d is not None and params.normalise3d:
         joints_3d = normalise_3d(joints_3d, get_layout(layout))
@@ -134,6 +138,7 @@ def extract_sequence(store_url: str, task: Task) -> int:
             "normalised3d": bool(joints_3d is not None and params.normalise3d),
             "fps": row["fps"],
             "n_frames": len(joints_2d),
+            # the artifact's name, not its URL: the stored bytes do not depend on where the stores live
             "source": f"{ESTIMATED}.zarr" if task.payload["estimated"] else row["pose"],
         },
     )
@@ -147,6 +152,8 @@ def _estimated(ctx: StageContext, rows: list[dict]) -> dict[str, tuple[str | Non
         store = ArtifactStore(ctx.artifact(ESTIMATED))
     except StoreError:
         return {}
+    # complete or not: a sequence whose estimate failed is blocked with the reason instead of silently read from a pose
+    # file
     held = set(store.all_groups())
     return {row["id"]: (store.fingerprint_of(row["id"]), store.unusable(row["id"], source=visual_source(row)))
             for row in rows if row["id"] in held}
@@ -154,5 +161,6 @@ def _estimated(ctx: StageContext, rows: list[dict]) -> dict[str, tuple[str | Non
 
 def _model_files_fingerprint(directory: Path) -> str:
     """Digest of the body model files present (a changed model file re-lifts every sequence)."""
+    # the places `body_model_files.model_file` looks: the folder and its smpl/, mano/ subfolders
     files = sorted(p for pattern in ("SMPL_*", "MANO_*", "*/SMPL_*", "*/MANO_*") for p in directory.glob(pattern))
     return fingerprint([(str(p.relative_to(directory)), file_fingerprint(p)) for p in files if p.is_file()])

@@ -49,6 +49,7 @@ def index_rows(spec: DatasetSpec) -> tuple[list[dict[str, Any]], dict[int, str]]
             raise DatasetError(f"{spec.name}: sequence {h2o_path}: no frames in {rgb} and no poses in {pose}")
         if n_rgb and n_pose and n_rgb != n_pose:
             raise DatasetError(f"{spec.name}: sequence {h2o_path}: {n_rgb} frames in {rgb} but {n_pose} poses in {pose}")
+        # a copy may hold poses only: the timeline then comes from the pose files
         n_source = n_rgb or n_pose
         where = f"{spec.name}: sequence {h2o_path} ({spec.path('labels', 'action_labels')})"
         rows.append({
@@ -100,6 +101,7 @@ def read_action_labels(folder: Path, *, where: str) -> dict[str, list[tuple[int,
         if not path.is_file():
             continue
         try:
+            # the release's files are whitespace-separated
             table = pd.read_csv(path, sep=r"\s+")
         except Exception as err:
             raise DatasetError(f"{where}: cannot read {path}: {err}") from err

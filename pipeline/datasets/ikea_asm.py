@@ -36,6 +36,7 @@ def index_rows(spec: DatasetSpec) -> tuple[list[dict[str, Any]], dict[int, str]]
     segments, names = read_segments(spec.path("labels"), where=spec.name) if spec.path("labels") else ({}, {})
     test = _read_split(spec.path("split"), spec.name) if spec.path("split") else set(segments)
     recordings = sorted(
+        # three levels above <camera>/images/scan_video.avi: the recording, <furniture>/<recording> from the root
         p.parent.parent.parent.relative_to(spec.root).as_posix()
         for p in spec.root.glob(f"*/*/{camera}/{VIDEO.as_posix()}")
     )
@@ -56,6 +57,7 @@ def index_rows(spec: DatasetSpec) -> tuple[list[dict[str, Any]], dict[int, str]]
             per_source = segments_to_frames(segments[case], n_source, where=f"{where} ({spec.path('labels')})")
             labels = per_source[resample_indices(uniform_times(n_source, source_fps), spec.fps)].tolist()
         rows.append({
+            # a sequence id names a store group: no '/'
             "id": case.replace("/", "_"),
             "dataset": spec.name,
             "split": "test" if case in test else "train",

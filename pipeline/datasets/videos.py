@@ -44,6 +44,8 @@ def index_rows(spec: DatasetSpec) -> tuple[list[dict[str, Any]], dict[int, str]]
     rows = []
     for seq_id, path in by_id.items():
         n_source, source_fps = probe_video(path, where=f"{spec.name}: sequence {seq_id}")
+        # from the container's count and rate, assuming a constant rate (nothing is decoded here); decode reads the real
+        # timestamps and reconciles a small difference (timeline.fit_indices)
         n_frames = len(resample_indices(uniform_times(n_source, source_fps), spec.fps))
         pose = pose_dir / f"{seq_id}.npz" if pose_dir is not None else None
         row = {
@@ -75,7 +77,10 @@ def probe_video(path: Path, *, where: str) -> tuple[int, float]:
             if not container.streams.video:
                 raise DatasetError(f"{where}: {path} has no video stream")
             stream = container.streams.video[0]
+            # average_rate may be None; base_rate is the stream's nominal rate
             fps = float(stream.average_rate or stream.base_rate or 0)
+            # `frames` is 0 where the container records no count (e.g. Matroska): count packets instead, still without
+            # decoding; the size test skips the empty flush packet demux yields last
             n = stream.frames or sum(1 for p in container.demux(stream) if p.size)
     except DatasetError:
         raise
@@ -145,6 +150,7 @@ def _read_csv(spec: DatasetSpec, path: Path, columns: tuple[str, ...]) -> pd.Dat
     if not path.is_file():
         raise DatasetError(f"{spec.name}: file not found: {path}")
     try:
+        # str: sequence ids such as 0001 must not be parsed as the number 1
         table = pd.read_csv(path, dtype={"sequence": str})
     except Exception as err:
         raise DatasetError(f"{spec.name}: cannot read CSV {path}: {err}") from err

@@ -62,6 +62,7 @@ def resolve(model: str, revision: str) -> ModelSource:
         config = hf_hub_download(model, "config.json", revision=revision, local_files_only=offline)
     except Exception as err:  # hub errors are OSError/ValueError subclasses that vary across versions
         raise unavailable(model, revision, offline, err) from err
+    # the hub cache keeps a revision's files in snapshots/<commit hash>/: the folder names the resolved commit
     return ModelSource(model, revision, Path(config).parent.name, offline)
 
 
@@ -98,6 +99,7 @@ def unavailable(model: str, revision: str, offline: bool, err: Exception) -> Mod
 def _folder_digest(folder: Path) -> str:
     from pipeline.sequences import file_fingerprint
 
+    # only what loading reads (configs, weights): editing the folder's README leaves every fingerprint as it was
     files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".safetensors", ".bin") and p.is_file())
     if not any(p.name == "config.json" for p in files):
         raise ModelUnavailableError(f"{folder} holds no config.json: not a transformers checkpoint folder")
@@ -121,7 +123,10 @@ def preprocess(frames, image_size: int, mean, std):
     height, width = x.shape[-2:]
     if (height, width) != (image_size, image_size):
         scale = image_size / min(height, width)
+        # rounding must never leave a side shorter than the crop
         size = (max(image_size, round(height * scale)), max(image_size, round(width * scale)))
+        # antialias and clamp follow PIL's resize in the reference eval transform: it low-pass filters when shrinking,
+        # and its uint8 output cannot overshoot [0, 1] as bicubic does
         x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0.0, 1.0)
         top, left = (size[0] - image_size) // 2, (size[1] - image_size) // 2
         x = x[..., top : top + image_size, left : left + image_size]
@@ -157,9 +162,12 @@ class Embedder:
         import torch
 
         with torch.inference_mode():
+            # outside autocast: the normalised pixels stay float32, only the ViT runs in bf16
             x = preprocess(frames, self.image_size, self.mean, self.std)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
                 hidden = self.model(pixel_values=x).last_hidden_state
+            # pooled in float32 (the mean of hundreds of patch tokens in bf16 would lose precision), stored as float16
+            # (DESIGN.md Sec. 2)
             return pool(hidden.float(), self.pooling, self.n_prefix).to(torch.float16)
 
 
@@ -175,6 +183,7 @@ def save_random_checkpoint(
     hidden, layers, heads, swiglu = SHAPES[shape]
     settings = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, use_swiglu_ffn=swiglu)
     settings.update(config)
+    # the same seed writes the same weights, hence the same local digest and fingerprints
     torch.manual_seed(seed)
     # `random_weights` travels in config.json, so stores and reports can say the features carry no training
     model = Dinov2Model(Dinov2Config(patch_size=14, image_size=image_size, random_weights=True, **settings))

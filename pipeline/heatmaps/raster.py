@@ -79,9 +79,12 @@ def to_grid(joints: np.ndarray, box: Sequence[float], size: int) -> np.ndarray:
         raise ValueError(f"crop box {tuple(box)} is empty: need x1 > x0 and y1 > y0")
     u = (joints[..., 0] - x0) / (x1 - x0) * size - 0.5
     v = (joints[..., 1] - y0) / (y1 - y0) * size - 0.5
+    # filtered in float64, before the float32 cast: the kernels (numba fastmath, which assumes finite values) never
+    # square a huge coordinate
     with np.errstate(invalid="ignore"):
         ok = _confident(joints) & (np.abs(u) <= MAX_GRID_COORD) & (np.abs(v) <= MAX_GRID_COORD)
     grid = np.zeros(joints.shape, dtype=np.float32)
+    # finite placeholders: the kernels need finite u, v everywhere, and c = 0 already leaves the channel empty
     grid[..., 0] = np.where(ok, u, 0.0)
     grid[..., 1] = np.where(ok, v, 0.0)
     grid[..., 2] = np.where(ok, joints[..., 2], 0.0)
@@ -112,6 +115,7 @@ def render(
     grid = to_grid(joints, box, size)
     out = np.empty((n_frames, n_joints + len(limb_a), size, size), dtype=np.float32)
     k = np.float32(-1.0 / (2.0 * sigma**2))
+    # exp(k * r2) = CUTOFF: the squared grid distance beyond which cells stay zero
     r2 = np.float32(2.0 * sigma**2 * math.log(1.0 / CUTOFF))
     _run_blocks(grid, limb_a, limb_b, k, r2, out, _n_threads(threads, n_frames))
     return out
@@ -146,6 +150,8 @@ def flip_heatmaps(heatmaps: np.ndarray, layout: Skeleton) -> np.ndarray:
     perm = np.asarray(layout.channel_flip_permutation)
     if heatmaps.shape[-3] != len(perm):
         raise ValueError(f"{layout.name}: heatmaps have {heatmaps.shape[-3]} channels, layout has {len(perm)}")
+    # mirroring maps u to S - 1 - u (cell centres are symmetric about the box's centre), so reversing the columns equals
+    # rendering the mirrored skeleton
     return heatmaps[..., perm, :, ::-1]
 
 
@@ -172,6 +178,7 @@ def _limb_arrays(limbs: Sequence[tuple[int, int]], n_joints: int) -> tuple[np.nd
 
 def _n_threads(threads: int | None, n_frames: int) -> int:
     if threads is None:
+        # sched_getaffinity, not cpu_count: only the cores this process may use (taskset, container cpusets)
         threads = len(os.sched_getaffinity(0))
         threads = min(threads, max(1, n_frames // MIN_BLOCK))
     return max(1, min(int(threads), n_frames))
@@ -193,6 +200,7 @@ def _run_blocks(grid, limb_a, limb_b, k, r2, out, threads: int) -> None:
         job.result()
 
 
+# render runs once per sequence: the pool's threads are kept and reused instead of started for each call
 @lru_cache(maxsize=4)
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="heatmaps")

@@ -72,6 +72,7 @@ def safe_load_pickle(path: str | Path) -> Any:
     path = Path(path)
     try:
         with path.open("rb") as fh:
+            # latin1 maps each byte to one code point, so Python 2 str objects holding array data decode byte for byte
             return RestrictedUnpickler(fh, encoding="latin1").load()
     except pickle.UnpicklingError as err:
         raise BodyModelError(f"{path}: refused: {err}") from err
@@ -98,6 +99,8 @@ def _holder(module: str, name: str) -> type[Holder]:
 
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """copyreg._reconstructor limited to building holders (how protocol 0/1 pickles create objects)."""
+    # with base `object` and no state, _reconstructor is just object.__new__(cls); another base would run that base's
+    # __new__ and __init__ on data from the file
     if not (isinstance(cls, type) and issubclass(cls, Holder)) or base is not object or state is not None:
         raise pickle.UnpicklingError(f"copy_reg._reconstructor of {cls!r} is not allowed")
     return cls.__new__(cls)
@@ -111,6 +114,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     """
 
     def find_class(self, module: str, name: str) -> Any:
+        # pickles from NumPy 1.x name numpy.core, NumPy 2 renamed it numpy._core
         if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("_reconstruct", "scalar"):
             from numpy._core import multiarray
 
@@ -154,6 +158,7 @@ def _sparse_to_dense(source: str, state: dict) -> np.ndarray:
     import scipy.sparse as sp
 
     try:
+        # a scipy matrix pickles as its __dict__, where the shape is the private `_shape`
         shape = tuple(int(s) for s in state["_shape"])
         arrays = (np.asarray(state["data"]), np.asarray(state["indices"]), np.asarray(state["indptr"]))
         matrix = sp.csc_matrix if source.endswith("csc_matrix") else sp.csr_matrix
@@ -168,12 +173,14 @@ def _check_shapes(data: dict[str, np.ndarray], path: Path) -> None:
     expected = {
         "v_template": (n_verts, 3),
         "shapedirs": (n_verts, 3, data["shapedirs"].shape[-1]),
+        # pose blend shapes: one 3x3 rotation matrix (9 values) per joint but the root
         "posedirs": (n_verts, 3, 9 * (n_joints - 1)),
         "J_regressor": (n_joints, n_verts),
         "weights": (n_verts, n_joints),
         "kintree_table": (2, n_joints),
     }
     if "hands_mean" in data:
+        # MANO: an axis-angle (3 values) per joint but the wrist, i.e. the 15 finger joints
         expected["hands_mean"] = (3 * (n_joints - 1),)
         expected["hands_components"] = (data["hands_components"].shape[0], 3 * (n_joints - 1))
     for key, shape in expected.items():

@@ -64,6 +64,7 @@ def person_side(name: str, layout: Skeleton) -> str:
     return name
 
 
+# layouts are fixed at import, so a (src, dst) pair's conversion never changes; it is asked for per sequence
 @lru_cache(maxsize=None)
 def conversion(src: str, dst: str) -> Conversion:
     """The conversion from layout `src` to layout `dst`; ConversionError when `src` cannot provide a joint."""
@@ -104,6 +105,7 @@ def convert_joints(joints: np.ndarray, src: str, dst: str) -> np.ndarray:
     conv = conversion(src, dst)
     _check_shape(joints, src)
     if conv.identity:
+        # a copy: np.asarray may have returned the caller's own array, which the result must not alias
         return joints.copy()
     out = np.full((*joints.shape[:-2], len(conv.groups), 3), np.nan, dtype=np.float32)
     out[..., 2] = 0.0
@@ -112,6 +114,7 @@ def convert_joints(joints: np.ndarray, src: str, dst: str) -> np.ndarray:
             out[..., j, :] = joints[..., alternatives[0][0], :]
             continue
         for sources in reversed(alternatives):  # the first alternative is written last, where it is seen
+            # a NaN confidence counts as 0 (missing), as everywhere in the pipeline
             xy, conf = _weighted(joints[..., sources, :2], np.nan_to_num(joints[..., sources, 2]))
             seen = conf > 0
             out[..., j, :2][seen] = xy[seen]
@@ -141,7 +144,9 @@ def _weighted(coords: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.nd
     """(coords (..., n, C), weight (..., n)) -> (weighted mean (..., C), max weight (...)); NaN where all
     weights are 0."""
     total = weight.sum(axis=-1)
+    # NaN * 0 is still NaN
     safe = np.where(weight[..., None] > 0, coords, 0.0)
+    # all weights 0: 0 / 0 gives the promised NaN
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = (safe * weight[..., None]).sum(axis=-2) / total[..., None]
     return mean.astype(np.float32), weight.max(axis=-1, initial=0.0)

@@ -111,6 +111,7 @@ class PoseEstimator:
     Call it on (H, W, 3) uint8 RGB frames in play order; use as a context manager to free the graph."""
 
     def __init__(self, settings: PoseSettings):
+        # before the ~1 s import, and before MediaPipe could try a download
         check_model(settings.model_complexity)
         import mediapipe as mp
 
@@ -149,6 +150,7 @@ def landmarks_to_pixels(landmarks, width: int, height: int) -> np.ndarray:
     if len(points) != N_JOINTS:
         raise EstimatorError(f"MediaPipe returned {len(points)} landmarks, layout {LAYOUT} has {N_JOINTS}")
     values = np.array([(p.x * width, p.y * height, p.visibility) for p in points], dtype=np.float32)
+    # conf <= 0 means missing downstream: keep it finite, in [0, 1]
     values[:, 2] = np.clip(np.nan_to_num(values[:, 2]), 0.0, 1.0)
     return values
 
@@ -203,6 +205,7 @@ def _estimate_kept(
             on_frame()
 
     for t, rgb in _checked(frames):
+        # times from the first frame's, as resample_indices counts instants (a video's timestamps need not start at 0)
         if previous is not None and _shows_an_instant(times[-1] - times[0], t - times[0], fps):
             run(len(times) - 1, previous)
         if not times:

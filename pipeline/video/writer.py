@@ -48,6 +48,7 @@ class H264Writer:
         self.n_frames = 0
 
     def _open_stream(self, height: int, width: int) -> None:
+        # limit_denominator(1001): a float rate back to the exact fraction it stands for, e.g. NTSC's 30000/1001
         self._stream = self._container.add_stream(CODEC, rate=Fraction(self.fps).limit_denominator(1001))
         self._stream.height, self._stream.width = even_size(height, width)
         self._stream.pix_fmt = "yuv420p"
@@ -74,6 +75,8 @@ class H264Writer:
 
     def close(self) -> None:
         if self._stream is not None:
+            # encoding no frame drains the frames x264 still holds (lookahead, B-frames); without it the video loses its
+            # last frames
             self._container.mux(self._stream.encode())
         self._container.close()
 

@@ -75,6 +75,7 @@ def write_alignment_videos(
                     copies["b"].write(frame_b)
                 j += 1
             both.write(_compose(a, b, i, j, frame_a, frame_b, float(distance[i]), note))
+        # B's copy needs its frames past the last matched one too
         for frame_b in frames_b if copies["b"] else ():
             copies["b"].write(frame_b)
     for key in ("a", "b"):
@@ -97,6 +98,7 @@ def _cached_copy(source: Source, settings: VideoSettings) -> Path | None:
 
 def _keep(made: Path, cache: Path) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
+    # atomic: another run never reads half a copy
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
     shutil.copyfile(made, tmp)
     os.replace(tmp, cache)
@@ -123,6 +125,7 @@ def _panel(source: Source, k: int, frame: np.ndarray, caption: str) -> np.ndarra
     layout = get_layout(source.layout)
     names = tuple(person_side(name, layout) for name in layout.joints)  # colours follow the person's sides
     size = source.image_size or _extent(source.joints)
+    # joints are in source image pixels; the display frames were scaled to `height`
     sx, sy = panel.shape[1] / size[0], panel.shape[0] / size[1]
     joints = source.joints[k].astype(np.float64).copy()
     joints[:, 0] *= sx
@@ -141,6 +144,7 @@ def _compose(a: Source, b: Source, i: int, j: int, frame_a: np.ndarray, frame_b:
     canvas[: left.shape[0], : left.shape[1]] = left
     canvas[: right.shape[0], left.shape[1] :] = right
     width = canvas.shape[1]
+    # max(1, ...): a one-frame video would divide by zero
     draw_time_bar(canvas, h + 6, 6, 8, width - 16, i / max(1, a.n_frames - 1), LEFT)
     draw_time_bar(canvas, h + 16, 6, 8, width - 16, j / max(1, b.n_frames - 1), RIGHT)
     text = f"A {i / a.fps:6.2f} s   B {j / b.fps:6.2f} s   distance {distance:.3f}   {note}"

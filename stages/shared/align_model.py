@@ -73,6 +73,7 @@ def load_align_model(path: Path, device: str) -> AlignModel:
     layout = config.get("spec", {}).get("layout")
     if not layout:
         raise AlignError(f"model {path}: its config.json records no skeleton layout")
+    # the folder is models/<D>/<method>: its parent names the training dataset
     return AlignModel(path, embedder, str(config.get("method", path.name)), path.parent.name, str(layout),
                       file_fingerprint(checkpoint))
 
@@ -80,6 +81,8 @@ def load_align_model(path: Path, device: str) -> AlignModel:
 def embed_source(model: AlignModel, source: Source, *, mirrored: bool = False) -> np.ndarray:
     """(T, D) embeddings of the source's poses (of their mirror image), from the workspace cache when current."""
     key = fingerprint(model.digest, source.keypoints_fingerprint, model.layout, mirrored)
+    # prefixes keep the group name short; a prefix collision cannot serve wrong vectors, as is_current compares the full
+    # key
     seq = f"{source.content_id[:16]}-{model.digest[:12]}{'-mirror' if mirrored else ''}"
     store = _cache(source)
     if store is not None and store.is_current(seq, key):
@@ -133,4 +136,5 @@ def predict_activity(model: AlignModel, store_root: str, emb_a: np.ndarray, emb_
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
+    # a zero vector stays zero instead of NaN
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

@@ -57,6 +57,7 @@ class ByteLRU:
             return self.items[key]
         self.misses += 1
         value = load()
+        # an array larger than the whole cache is returned but not kept: it would evict everything, itself included
         if value.nbytes <= self.max_bytes:
             self.items[key] = value
             self.bytes += value.nbytes
@@ -76,6 +77,7 @@ class StoredMaps:
         self.array, self.scale, self.cache, self.key = array, float(scale), cache, key
         self.shape = tuple(int(s) for s in array.shape)
         self.stored_dtype = np.dtype(array.dtype)
+        # what __array__ returns, not what is stored
         self.dtype = np.dtype(np.float32)
 
     @property
@@ -87,12 +89,15 @@ class StoredMaps:
         return self.shape[0]
 
     def stored(self) -> np.ndarray:
+        # cached as stored (2x-4x smaller)
         return self.cache.get(self.key, lambda: np.asarray(self.array[...]))
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        # a copy: the scaling below never touches the cache
         maps = self.stored().astype(np.float32)
         if self.scale != 1.0:
             maps *= np.float32(self.scale)
+        # NumPy 2 passes `copy`; `maps` is a fresh array either way
         return maps if dtype is None else maps.astype(dtype, copy=False)
 
 
@@ -103,6 +108,7 @@ def default_cache_bytes() -> int:
             fields = dict(line.split(":", 1) for line in fh)
         available = int(fields["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
+        # no /proc (macOS, Windows)
         available = 16 * 2**30
     return int(available * CACHE_FRACTION)
 
@@ -111,13 +117,16 @@ def open_maps(store: ArtifactStore, seq: str, cache: ByteLRU) -> StoredMaps:
     """The lazy maps of `seq` in a heatmaps store (no data read)."""
     array = store.array(seq, HEATMAP)
     scale = store.attrs(seq).get("scale", 1.0)
+    # uint8 levels read with scale 1 would be maps up to 255, not [0, 1]
     if np.dtype(array.dtype) == np.uint8 and scale == 1.0:
         raise StoreError(f"{store.url}: {seq}/{HEATMAP} is uint8 but records no scale (re-run the heatmaps stage)")
+    # one cache may hold several stores
     return StoredMaps(array, scale, cache, f"{store.url}::{seq}")
 
 
 def read_maps(store: ArtifactStore, seq: str) -> np.ndarray:
     """One sequence's heatmaps as float32 maps (stored values times the sequence's scale)."""
+    # one-off read: nothing cached
     return np.asarray(open_maps(store, seq, ByteLRU(0)), dtype=np.float32)
 
 

@@ -75,6 +75,7 @@ def load_inputs(
     shapes: dict[str, tuple[int, ...]] = {}
     layout, fps_parts, heatmaps = None, [[] for _ in ids], None
     cache = ByteLRU(default_cache_bytes() if heatmap_cache_bytes is None else heatmap_cache_bytes)
+    # dict.fromkeys: each store once, in the order the model declares them
     for artifact in dict.fromkeys(a for a, _ in needed):
         store = _open_store(ctx, artifact)
         present = set(store.sequences())
@@ -90,6 +91,8 @@ def load_inputs(
         if artifact in ("keypoints", "heatmaps") and layout is None:
             layout = _layout_of(store, ids[0], ctx)
         for i, seq in enumerate(ids):
+            # per sequence, the fingerprints of every store it is read from: train and embed redo a sequence when any of
+            # its inputs was recomputed
             fps_parts[i].append(store.fingerprint_of(seq))
             for art, name in needed:
                 if art == artifact:
@@ -125,6 +128,7 @@ def _read(store: ArtifactStore, seq: str, name: str, shapes: dict, n_frames: int
     if data.shape[0] != n_frames:
         raise StoreError(f"{store.url}: {seq}/{name} has {data.shape[0]} frames, the index says {n_frames}")
     frame_shape = tuple(int(s) for s in data.shape[1:])
+    # the first sequence fixes the per-frame shape: a model's input width is one for all sequences
     if shapes.setdefault(name, frame_shape) != frame_shape:
         raise StoreError(f"{store.url}: {seq}/{name} has frames of shape {frame_shape}, others {shapes[name]}")
     return data

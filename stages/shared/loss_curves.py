@@ -57,12 +57,14 @@ class LossCurves:
             with path.open("a") as fh:
                 if new:
                     fh.write("\t".join([*INDEX, term]) + "\n")
+                # repr: the shortest text that reads back as the same float, so a rerun writes the same bytes
                 fh.write(f"{int(record['step'])}\t{int(record['epoch'])}\t{float(record[term])!r}\n")
 
 
 def terms(record: Mapping[str, Any]) -> list[str]:
     """The record's plottable terms: finite numbers other than the index and wall-clock fields."""
     skip = set(INDEX) | set(WALL_CLOCK)
+    # _safe_name: each term becomes a file name
     return [k for k, v in record.items() if k not in skip and _finite(v) and _safe_name(k)]
 
 
@@ -92,6 +94,7 @@ def prune(root: Path, keep: Iterable[Path]) -> None:
 
 
 def _finite(value: Any) -> bool:
+    # bool is a subclass of int: a logged flag is no curve
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
