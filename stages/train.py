@@ -11,7 +11,8 @@ activity). Writes:
   `train.multi_activity: false`, one such folder per activity under it;
 - `models/<D>/<method>/log.jsonl`: one JSON record per logged step ({"step", "epoch", "loss", ...}, with
   wall-clock seconds; a local file DVC leaves out of the model, see .dvcignore);
-- `models/<D>/<method>/MODEL_CARD.md`: data, inputs, params, code version, metrics (`stages.shared.model_card`);
+- `models/<D>/<method>/MODEL_CARD.md`: data, inputs, params, code version, where its metrics are
+  (`stages.shared.model_card`);
 - `losses/<D>/<method>/<term>.tsv`: the same records' loss terms, one file per term, declared as DVC plots
   (`stages.shared.loss_curves`; per activity under `<activity>/` when there is one model per activity);
 - `data/<D>/embeddings_<method>.zarr` `{seq}/embedding (time, feature)` for every sequence of every split,
@@ -89,7 +90,7 @@ def _run(ctx: StageContext, method: str, cls, train_params: TrainParams, method_
     embedder = Embedder(models, cls.inputs(method_params), dev)
     params = {"train": to_dict(train_params), method: to_dict(method_params)}
     write_embeddings(ctx, method, embedder, inputs, params, batch_size=train_params.embed_batch_size)
-    write_model_card(folder, index_path=ctx.index_path, metrics_path=ctx.metrics_path(method))
+    write_model_card(folder, index_path=ctx.index_path)
 
 
 # ----------------------------------------------------------------------------- training groups

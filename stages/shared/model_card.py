@@ -4,41 +4,40 @@ train stage beside the checkpoint (a user who receives only the folder can tell 
 The card holds: the method and the dataset it was trained on (training split(s), sequences per activity, data
 fingerprint), the inputs it reads and the skeleton layouts it can embed after conversion, every param of the
 `train` and method sections (as the checkpoint recorded them), the code version (package version and a
-SHA-256 of the code's Python files: a git commit would change the card, and so the DVC hash of the model
-folder, at every commit, and a clean clone's `make demo` would leave dvc.lock modified), and the evaluation: a link to `metrics/<D>/<method>.json`, with its headline numbers when that file
-is newer than the checkpoint (i.e. measured on this model; the evaluate stage runs after train, so re-running
-`pipeline train` on a finished model rewrites the card with them). The evaluate stage does not write the card
-itself: the folder is the train stage's DVC output, and a file changed by another stage would make DVC see
-`train` as modified.
+SHA-256 of the code's Python files), and where the evaluation is: `metrics/<D>/<method>.json` (headline numbers,
+in git) and `reports/runs/<D>/<method>.json` (the full report).
+
+It is a pure function of the train stage's inputs, because the folder is that stage's DVC output and must hash
+the same in every clone: no git commit (it would change at every commit), and no metric values (they exist only
+once the model has been evaluated, so the card would differ between a clone that evaluated before re-running
+train and one that did not). The evaluate stage does not write the card either: a file changed by another stage
+would make DVC see `train` as modified.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline.context import METRICS, REPORTS
 
 log = logging.getLogger(__name__)
 CARD = "MODEL_CARD.md"
 CODE = Path(__file__).resolve().parents[2]  # the checkout whose code trains the model
 
 
-def write_model_card(models_dir: Path, *, index_path: Path, metrics_path: Path) -> Path:
+def write_model_card(models_dir: Path, *, index_path: Path) -> Path:
     """Write `models_dir/MODEL_CARD.md` for the model(s) in `models_dir`; returns its path."""
-    from pipeline.checkpoint import CHECKPOINT
     from pipeline.sequences import read_index
-    from stages.shared.models import model_configs, model_folders
+    from stages.shared.models import model_configs
 
     configs = model_configs(models_dir)
     first = next(iter(configs.values()))
-    checkpoints = [folder / CHECKPOINT for folder in model_folders(models_dir).values()]
-    metrics = headline_metrics(metrics_path) if _newer(metrics_path, checkpoints) else None
-    text = card_text(configs, read_index(index_path).table, metrics_path, metrics, code_digest(CODE))
+    text = card_text(configs, read_index(index_path).table, code_digest(CODE))
     path = Path(models_dir) / CARD
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -47,16 +46,15 @@ def write_model_card(models_dir: Path, *, index_path: Path, metrics_path: Path) 
     return path
 
 
-def card_text(configs: dict[str | None, dict[str, Any]], table, metrics_path: Path, metrics: dict[str, float] | None,
-              code: str) -> str:
-    """The card's markdown (pure: configs as recorded in config.json, the index table, metrics or None)."""
+def card_text(configs: dict[str | None, dict[str, Any]], table, code: str) -> str:
+    """The card's markdown (pure: configs as recorded in config.json, the index table, the code digest)."""
     first = next(iter(configs.values()))
     method, dataset, layout = first["method"], first["dataset"], first["layout"]
     lines = [f"# {method} trained on {dataset}", ""]
     lines += _data_section(configs, table)
     lines += _inputs_section(first, layout)
     lines += _usage_section(method, dataset, layout)
-    lines += _metrics_section(metrics_path, metrics, dataset, method)
+    lines += _metrics_section(dataset, method)
     lines += ["## Params", "", "As recorded in the checkpoint (`config.json`): the `train` section and the "
               f"`{method}` section of params.yaml.", "", "```yaml",
               yaml.safe_dump({"train": first["train"], method: first["params"]}, sort_keys=False).rstrip(), "```", ""]
@@ -104,40 +102,13 @@ def _usage_section(method: str, dataset: str, layout: str | None) -> list[str]:
     return lines
 
 
-def _metrics_section(metrics_path: Path, metrics: dict[str, float] | None, dataset: str, method: str) -> list[str]:
-    lines = ["## Evaluation", "", f"Full report: `{metrics_path}` (`pipeline evaluate --dataset {dataset} "
-             f"--method {method}`)."]
-    if metrics is None:
-        return lines + ["Not evaluated since this checkpoint was written.", ""]
-    lines += ["", "| metric | value |", "|---|---|"]
-    lines += [f"| {name} | {value:.3f} |" for name, value in metrics.items()]
-    return lines + [""]
-
-
-def headline_metrics(path: Path) -> dict[str, float] | None:
-    """{metric: overall value} of the learned embeddings from an evaluate report (each metric's `overall`),
-    or the numbers of a flat metrics file; None when the file is missing or unreadable."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        log.warning("%s: no headline metrics for the model card (%s)", path, err)
-        return None
-    learned = data.get("features", {}).get("learned") if isinstance(data.get("features"), dict) else None
-    source = learned if isinstance(learned, dict) else data
-    out = {}
-    for name, value in source.items():
-        if isinstance(value, dict):
-            value = value.get("overall")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out[name] = float(value)
-    return out or None
-
-
-def _newer(metrics_path: Path, checkpoints: list[Path]) -> bool:
-    metrics_path = Path(metrics_path)
-    if not metrics_path.is_file():
-        return False
-    return all(metrics_path.stat().st_mtime > c.stat().st_mtime for c in checkpoints if c.is_file())
+def _metrics_section(dataset: str, method: str) -> list[str]:
+    # The numbers are not copied into the card: it is part of the model folder DVC hashes, and a card that
+    # changed once the model was evaluated would make every clone's `make demo` a change of dvc.lock.
+    return ["## Evaluation", "", f"Headline metrics: `{METRICS}/{dataset}/{method}.json` (written by `pipeline evaluate --dataset "
+            f"{dataset} --method {method}`, committed to git beside dvc.lock: `dvc metrics show`); the full report "
+            f"(per activity, baselines, robustness, protocol): `{REPORTS}/runs/{dataset}/{method}.json` (paths relative "
+            "to the project that evaluates it).", ""]
 
 
 def code_digest(root: Path) -> str:
