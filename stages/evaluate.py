@@ -295,17 +295,24 @@ def _load_embedder(models_dir: Path, device: str):
 
 
 def _inputs(ctx: StageContext, embedder, split: Split) -> list[dict[str, np.ndarray]]:
-    """Per sequence, the arrays the embedder reads, keyed by array name (heatmaps as float32 maps)."""
+    """Per sequence, the arrays the embedder reads, keyed by array name. Heatmaps stay on disk until a batch
+    reads them (`StoredMaps`, float32 maps on `np.asarray`): Penn Action's test split alone is ~9 GiB of
+    float32 maps, more than this machine's memory once the training split is loaded beside it."""
+    from stages.shared.heatmap_store import ByteLRU, open_maps
     from stages.shared.inputs import read_array
 
     stores = {artifact: _open(ctx.artifact(artifact)) for artifact, _ in embedder.inputs}
     for artifact, store in stores.items():
         if store is None:
             raise EvaluateError(f"the model needs {ctx.artifact(artifact)}, which does not exist")
-    return [
-        {array: read_array(stores[artifact], seq_id, array) for artifact, array in embedder.inputs}
-        for seq_id in split.ids
-    ]
+    no_cache = ByteLRU(0)  # each sequence's maps are read once per embedding pass
+
+    def load(artifact: str, array: str, seq_id: str):
+        if array == HEATMAP:
+            return open_maps(stores[artifact], seq_id, no_cache)
+        return read_array(stores[artifact], seq_id, array)
+
+    return [{array: load(artifact, array, seq_id) for artifact, array in embedder.inputs} for seq_id in split.ids]
 
 
 def _embed(ctx: StageContext, embedder, split: Split) -> list[np.ndarray]:
@@ -341,7 +348,6 @@ def _rerender(ctx: StageContext, inputs: list[dict[str, np.ndarray]], ids: list[
     storage rounding, so clean joints give back the stored maps. The box stays the clean one (the crop is
     the camera's, not the estimator's)."""
     from model.metrics.robustness import JOINTS
-    from pipeline.heatmaps.raster import quantise, render
     from stages.shared.heatmap_store import store_params
 
     keypoints, heatmaps = _open(ctx.artifact("keypoints")), _open(ctx.artifact("heatmaps"))
@@ -354,11 +360,29 @@ def _rerender(ctx: StageContext, inputs: list[dict[str, np.ndarray]], ids: list[
     limbs = get_layout(ctx.dataset.layout).limbs
 
     def derive(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        stored, scale = quantise(render(arrays[JOINTS], limbs, arrays["box"], made["size"], made["sigma"]),
-                                 made["dtype"])
-        return {**arrays, HEATMAP: stored.astype(np.float32) * np.float32(scale)}
+        return {**arrays, HEATMAP: RenderedMaps(arrays[JOINTS], arrays["box"], limbs, made)}
 
     return derive
+
+
+class RenderedMaps:
+    """One sequence's heatmaps (T, C, S, S) rendered from `joints` when a batch reads them (`np.asarray`), as the
+    heatmaps stage would store and `StoredMaps` would return them; `len` needs no rendering. Lazy for the
+    reason `_inputs` is: a split's maps do not fit in memory at once."""
+
+    def __init__(self, joints: np.ndarray, box: np.ndarray, limbs, params: dict[str, Any]):
+        self.joints, self.box, self.limbs, self.params = joints, box, limbs, params
+
+    def __len__(self) -> int:
+        return len(self.joints)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        from pipeline.heatmaps.raster import quantise, render
+
+        p = self.params
+        stored, scale = quantise(render(self.joints, self.limbs, self.box, p["size"], p["sigma"]), p["dtype"])
+        maps = stored.astype(np.float32) * np.float32(scale)
+        return maps if dtype is None else maps.astype(dtype, copy=False)
 
 
 def _report(ctx, method, trained_on, eval_split, train: Split, val: Split, results, params,

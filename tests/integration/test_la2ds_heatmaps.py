@@ -147,9 +147,9 @@ def test_robustness_rerenders_the_maps_from_perturbed_joints(trained):
     derive = evaluate._rerender(ctx, inputs, ids)
     groups = limb_groups(get_layout("penn13"))
     for arrays, seq in zip(inputs, ids):
-        np.testing.assert_array_equal(derive(arrays)["heatmap"], read_maps(maps, seq))
+        np.testing.assert_array_equal(np.asarray(derive(arrays)["heatmap"]), read_maps(maps, seq))
         dropped = drop_limbs(arrays["joints_2d"], groups, 1.0, np.random.default_rng(0))  # one limb per frame
-        changed = derive({**arrays, "joints_2d": dropped})["heatmap"] != read_maps(maps, seq)
+        changed = np.asarray(derive({**arrays, "joints_2d": dropped})["heatmap"]) != read_maps(maps, seq)
         assert changed.any(axis=(1, 2, 3)).all()  # every frame's maps lose what its dropped limb lit
         unseen = {**arrays, "joints_2d": arrays["joints_2d"] * np.array([1, 1, 0], np.float32)}
-        assert not derive(unseen)["heatmap"].any()  # no confident joint: empty maps
+        assert not np.asarray(derive(unseen)["heatmap"]).any()  # no confident joint: empty maps
