@@ -1,10 +1,13 @@
-"""Benchmark: how well MASA's DTW teacher (`masa.relate_weight`) separates Penn Action's 13 actions on its own.
+"""Benchmark: how well the DTW teacher (`masa.relate_weight`, `la2ds.relate_weight`) separates Penn Action's 13
+actions on its own.
 
-    python bench/bench_dtw_penn.py [--split test|val] [--workdir DIR]
+    python bench/bench_dtw_penn.py [--split test|val] [--workdir DIR] [--source keypoints|heatmaps]
 
-Runs `index` and `keypoints` on the official Penn Action labels (the work folder is shared with
-bench_train_penn.py), turns each video's 2D keypoints into the teacher's curves (`model.methods.masa.skeleton_curves`:
-normalised skeleton, `masa.relate_frames` uniform frames) and prints ONE JSON line with, per split, the share of
+Runs `index` and `keypoints` (and `heatmaps` for --source heatmaps) on the official Penn Action labels (the work
+folder is shared with bench_train_penn.py), turns each video into the teacher's curves (keypoints: MASA's,
+`model.methods.masa.skeleton_curves`, normalised skeleton at `masa.relate_frames` uniform frames; heatmaps:
+LA2DS's, `model.methods.la2ds.heatmap_curves`, the joint channels' centroids, normalised the same way, at
+`la2ds.relate_frames` frames) and prints ONE JSON line with, per split, the share of
 videos whose DTW-nearest other video of the same split has their action, with and without mirror images, and
 the seconds the N x N DTW matrix took (the teacher computes it over the training split before training).
 No labels enter the teacher; they only score it here. The figure it is judged by: `nn_accuracy_mirror` on
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,10 +40,44 @@ def nearest_accuracy(distance: np.ndarray, labels: np.ndarray) -> float:
     return float((labels[d.argmin(1)] == labels).mean())
 
 
+def curve_source(ctx, source: str):
+    """(a function: sequence ids -> their teacher curves (N, L, K, D), the JSON result's header) for `source`."""
+    from pipeline.store import ArtifactStore
+
+    if source == "keypoints":
+        from model.inputs.coordinates import CoordinateInput
+        from model.methods.masa import MasaParams, skeleton_curves
+
+        params = ctx.params("masa", MasaParams)
+        store = ArtifactStore(ctx.artifact("keypoints"))
+
+        def keypoint_curves(ids: list[str]) -> torch.Tensor:
+            joints = [store.read(seq, "joints_2d") for seq in ids]
+            coords = CoordinateInput("joints_2d", joints[0].shape[1:], store.provenance["layout"], params.normalise,
+                                     params.use_confidence)
+            return skeleton_curves(joints, coords, params.relate_frames)
+
+        return keypoint_curves, {"source": source, "frames": params.relate_frames, "normalise": params.normalise}
+    from model.methods.la2ds import La2dsParams, heatmap_curves
+    from pipeline.skeletons.layouts import get_layout
+    from stages.shared.heatmap_store import read_maps
+
+    params = ctx.params("la2ds", La2dsParams)
+    store = ArtifactStore(ctx.artifact("heatmaps"))
+    layout = get_layout(ArtifactStore(ctx.artifact("keypoints")).provenance["layout"])
+
+    def map_curves(ids: list[str]) -> torch.Tensor:
+        return torch.stack([heatmap_curves(read_maps(store, seq), layout, params.relate_frames) for seq in ids])
+
+    return map_curves, {"source": source, "frames": params.relate_frames, "normalise": "sequence"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--workdir", type=Path, default=None, help="default: .cache/bench_train_penn/<split>")
+    parser.add_argument("--source", choices=("keypoints", "heatmaps"), default="keypoints",
+                        help="the skeletons MASA's teacher reads (keypoints) or LA2DS's (the heatmaps' centroids)")
     args = parser.parse_args()
     work = args.workdir or ROOT / ".cache" / "bench_train_penn" / args.split
     ctx = make_context(work, "pennaction", [])
@@ -47,24 +85,25 @@ def main() -> None:
     from stages import keypoints
 
     keypoints.run(ctx)
+    if args.source == "heatmaps":
+        from stages import heatmaps
+
+        heatmaps.run(ctx)
     from model.blocks.dtw import mirror_dtw_matrix
-    from model.inputs.coordinates import CoordinateInput
-    from model.methods.masa import MasaParams, skeleton_curves
+    from model.inputs.skeleton_augment import flip
     from pipeline.sequences import read_index
+    from pipeline.skeletons.layouts import get_layout
     from pipeline.store import ArtifactStore
 
-    params = ctx.params("masa", MasaParams)
     table = read_index(ctx.index_path).table
-    store = ArtifactStore(ctx.artifact("keypoints"))
-    layout = store.provenance["layout"]
-    coords = None
-    result: dict = {"frames": params.relate_frames, "normalise": params.normalise}
+    curves_of, result = curve_source(ctx, args.source)
+    layout = get_layout(ArtifactStore(ctx.artifact("keypoints")).provenance["layout"])
     for split in ("train", args.split):
         rows = table[table["split"] == split]
-        joints = [store.read(seq, "joints_2d") for seq in rows["id"]]
-        if coords is None:
-            coords = CoordinateInput("joints_2d", joints[0].shape[1:], layout, params.normalise, params.use_confidence)
-        x, mirrored = skeleton_curves(joints, coords, params.relate_frames)
+        x = curves_of(list(rows["id"]))  # (N, L, K, D)
+        N = x.shape[0]
+        mirrored = flip(x, layout.joint_flip_permutation, torch.zeros(N), torch.ones(N, dtype=torch.bool))
+        x, mirrored = x.flatten(2).numpy(), mirrored.flatten(2).numpy()
         start = time.perf_counter()
         with_mirror = mirror_dtw_matrix(x, mirrored)
         seconds = time.perf_counter() - start

@@ -3,7 +3,8 @@
 - `HeatmapEncoder` (LA2DS Sec. 3.3, a factorised ViViT): each frame's (C, S, S) heatmap is cut into
   p x p patches ((S / p)^2 tokens, linear to D) with a learned spatial positional encoding, passed through a
   spatial transformer and average-pooled into one frame token; frame tokens get a learned temporal positional
-  encoding and pass through a temporal transformer.
+  encoding and pass through a temporal transformer, optionally led by a learned clip token whose output is one
+  vector per sequence (`clip_token`; this project's addition, after MASA's).
 - `VectorEncoder` (CASA, the RGB branch of late fusion): per-frame MLP, positional encoding (sinusoidal or
   learned), temporal self-attention.
 Only real frames go through the spatial transformer; padding stays zero.
@@ -23,7 +24,7 @@ from model.blocks.positional import LearnedPE, SinusoidalPE, frame_positions
 
 class HeatmapEncoder(nn.Module):
     def __init__(self, *, channels: int, size: int, patch: int, dim: int, heads: int, spatial_layers: int,
-                 temporal_layers: int, max_len: int, ff_mult: int = 2, dropout: float = 0.0):
+                 temporal_layers: int, max_len: int, clip_token: bool, ff_mult: int = 2, dropout: float = 0.0):
         super().__init__()
         if size % patch:
             raise ValueError(f"heatmap size {size} is not a multiple of the patch size {patch}")
@@ -34,6 +35,9 @@ class HeatmapEncoder(nn.Module):
         self.spatial = SelfAttentionStack(dim, heads, spatial_layers, ff_mult=ff_mult, dropout=dropout)
         self.temporal_pe = LearnedPE(dim, max_len)
         self.temporal = SelfAttentionStack(dim, heads, temporal_layers, ff_mult=ff_mult, dropout=dropout)
+        # a learned clip token (no position) leads every sequence through the temporal transformer: its output
+        # is one vector per sequence that has attended to every frame (MASA's clip token, at this level)
+        self.clip_token = nn.Parameter(torch.randn(dim) * 0.02) if clip_token else None
         self.dim = dim
 
     def patches(self, maps: torch.Tensor) -> torch.Tensor:
@@ -65,14 +69,27 @@ class HeatmapEncoder(nn.Module):
         """maps: (B, T, C, S, S), mask: (B, T) -> (B, T, D), zero on padding."""
         return self.sequence(self.frame_tokens(maps[mask]), mask)
 
+    def forward_clip(self, maps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """maps: (B, T, C, S, S), mask: (B, T) -> frames (B, T, D) zero on padding, and the clip token's output
+        (B, D) (None without a clip token)."""
+        return self.encode(self.frame_tokens(maps[mask]), mask)
+
     def sequence(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Frame tokens (F, D) of the real frames, packed row by row (`x[mask]` order), mask: (B, T) ->
         (B, T, D) through the temporal transformer, zero on padding."""
+        return self.encode(tokens, mask)[0]
+
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`sequence`, and the clip token's output (B, D) (None without a clip token)."""
         B, T = mask.shape
         frames = torch.zeros(B, T, self.dim, device=tokens.device, dtype=tokens.dtype)
         frames[mask] = tokens
         x = (frames + self.temporal_pe(frame_positions(mask))) * mask.unsqueeze(-1)
-        return self.temporal(x, mask)
+        if self.clip_token is None:
+            return self.temporal(x, mask), None
+        lead = self.clip_token.to(x.dtype).expand(B, 1, -1)
+        out = self.temporal(torch.cat((lead, x), 1), torch.cat((mask.new_ones(B, 1), mask), 1))
+        return out[:, 1:], out[:, 0]  # the stack zeroes padding already
 
 
 class VectorEncoder(nn.Module):

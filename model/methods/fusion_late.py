@@ -27,7 +27,7 @@ from model.losses.alignment import one_way_matching_loss
 from model.method import AlignmentMethod, InputSpec, Progress
 from model.methods.la2ds import (
     HEATMAP,
-    La2dsParams,
+    HeatmapBranchParams,
     alignment_head,
     heatmap_encoder,
     heatmap_shape,
@@ -37,8 +37,8 @@ from pipeline.skeletons.layouts import get_layout
 
 
 @dataclass(frozen=True)
-class FusionLateParams(La2dsParams):
-    """LA2DS's params for the skeleton branch and the fused head (d_model: the size of both branches and of
+class FusionLateParams(HeatmapBranchParams):
+    """LA2DS's heatmap-branch params (not its clip-level additions) for the skeleton branch and the fused head (d_model: the size of both branches and of
     the fused tokens, 192 in the paper), plus rgb_hidden / rgb_layers: the RGB branch; stage1_epochs: epochs
     of separate training before the fused stage."""
 
@@ -64,7 +64,7 @@ class FusionLate(AlignmentMethod):
         channels, size = heatmap_shape(spec, "fusion_late")
         self.augment = HeatmapAugment(get_layout(spec.layout), p.augment)
         feature_dim = spec.shape("feature", "fusion_late")[-1]
-        self.heat_encoder = heatmap_encoder(channels, size, p)
+        self.heat_encoder = heatmap_encoder(channels, size, p, clip_token=False)
         self.rgb_norm = nn.LayerNorm(feature_dim, elementwise_affine=False)
         self.rgb_encoder = VectorEncoder(dim_in=feature_dim, hidden=p.rgb_hidden, dim=p.d_model, heads=p.heads,
                                          layers=p.rgb_layers, positional="learned", max_len=p.max_len,

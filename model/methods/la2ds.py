@@ -11,32 +11,48 @@ Training: a random window of at most `max_frames` frames is the original view; t
 temporal subset of it, flipped / limb-rotated / jittered in heatmap space (`model.inputs.heatmap_augment`,
 LA2DS Sec. 3.2). Loss: contrastive regression, omega_ij = softmax_i(-||z_i - z'_j|| / lambda), MSE between the
 predicted and the true (normalised) original index of each augmented frame.
+
+Clip-level additions (this project's, after MASA's; `clip_token: false, relate_weight: 0` is the paper's LA2DS):
+- `clip_token`: a learned token leads each sequence through the temporal transformer; its output, one vector per
+  sequence, is appended to every frame of the exported embedding, times `clip_scale` (so a frame's nearest
+  frames come from videos of the same kind; Kendall's tau cannot change: the clip part is constant within a
+  video). The matching loss still reads the frame part only.
+- `relate_weight` > 0: the DTW teacher (`model.losses.relate.DtwTeacher`): before training, every two training
+  sequences are compared by mirror-aware DTW of the skeletons their heatmaps show (each joint channel's
+  centroid, normalised as MASA normalises keypoints, `relate_frames` uniform frames); each step the clip vectors'
+  similarities over the batch must follow it. The skeletons come from the cached maps themselves, so LA2DS
+  still reads nothing but `heatmaps.zarr`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from model.batch import Batch
 from model.blocks.alignment_head import AlignmentHead
 from model.blocks.encoders import HeatmapEncoder
-from model.inputs.heatmap_augment import HeatmapAugment, HeatmapAugmentParams
-from model.inputs.temporal_augment import one_way_maps
+from model.inputs.heatmap_augment import HeatmapAugment, HeatmapAugmentParams, centres
+from model.inputs.skeleton import normalise
+from model.inputs.temporal_augment import one_way_maps, uniform_positions
 from model.losses.alignment import one_way_matching_loss
+from model.losses.relate import DtwTeacher
 from model.method import AlignmentMethod, InputSpec, Progress
-from pipeline.skeletons.layouts import get_layout
+from pipeline.skeletons.layouts import Skeleton, get_layout
 
 HEATMAP = "heatmap"
 
 
 @dataclass(frozen=True)
-class La2dsParams:
-    """patch: patch side in cells; d_model: token size (192 in the paper); spatial/temporal/cross layers;
-    max_len: learned temporal PE table (longer sequences are read stretched); proj_hidden/proj_dim: projection
-    head; temperature: lambda; max_frames: training window; augment: heatmap-space augmentation. Late
-    fusion's params extend these (`model.methods.fusion_late.FusionLateParams`)."""
+class HeatmapBranchParams:
+    """What LA2DS and late fusion's skeleton branch share. patch: patch side in cells; d_model: token size (192
+    in the paper); spatial/temporal/cross layers; max_len: learned temporal PE table (longer sequences are read
+    stretched); proj_hidden/proj_dim: projection head; temperature: lambda; max_frames: training window;
+    augment: heatmap-space augmentation. `La2dsParams` and `model.methods.fusion_late.FusionLateParams` extend
+    these."""
 
     patch: int
     d_model: int
@@ -54,6 +70,21 @@ class La2dsParams:
     augment: HeatmapAugmentParams
 
 
+@dataclass(frozen=True)
+class La2dsParams(HeatmapBranchParams):
+    """The heatmap branch's params, plus the clip-level additions (module docstring): clip_token; clip_scale:
+    weight of the clip part in the exported embedding; relate_*: the DTW teacher's weight, frames per
+    skeleton curve, student and teacher temperatures, and the most training sequences it accepts."""
+
+    clip_token: bool
+    clip_scale: float
+    relate_weight: float
+    relate_frames: int
+    relate_temperature: float
+    relate_teacher_temperature: float
+    relate_max_sequences: int
+
+
 def heatmap_shape(spec: InputSpec, method: str) -> tuple[int, int]:
     """(channels, size) of the spec's heatmap frames, checked against the skeleton layout."""
     if spec.layout is None:
@@ -65,14 +96,14 @@ def heatmap_shape(spec: InputSpec, method: str) -> tuple[int, int]:
     return shape[0], shape[1]
 
 
-def heatmap_encoder(channels: int, size: int, p: La2dsParams) -> HeatmapEncoder:
+def heatmap_encoder(channels: int, size: int, p: HeatmapBranchParams, *, clip_token: bool) -> HeatmapEncoder:
     """The LA2DS heatmap encoder sized by `p` (LA2DS, and late fusion's skeleton branch)."""
     return HeatmapEncoder(channels=channels, size=size, patch=p.patch, dim=p.d_model, heads=p.heads,
                           spatial_layers=p.spatial_layers, temporal_layers=p.temporal_layers, max_len=p.max_len,
-                          ff_mult=p.ff_mult, dropout=p.dropout)
+                          clip_token=clip_token, ff_mult=p.ff_mult, dropout=p.dropout)
 
 
-def alignment_head(p: La2dsParams) -> AlignmentHead:
+def alignment_head(p: HeatmapBranchParams) -> AlignmentHead:
     """The LA2DS alignment head (MLP + PE + cross-attention, then projection) sized by `p`."""
     return AlignmentHead(dim=p.d_model, heads=p.heads, cross_layers=p.cross_layers, proj_hidden=p.proj_hidden,
                          proj_dim=p.proj_dim, ff_mult=p.ff_mult, dropout=p.dropout)
@@ -103,14 +134,19 @@ class HeatmapViews:
     def tokens(self, encoder: HeatmapEncoder) -> tuple[torch.Tensor, torch.Tensor]:
         """(U0 (B, M, D), U1 (B, N, D)): both views through `encoder`, the spatial transformer run once per
         distinct frame."""
+        (u0, _), (u1, _) = self.encoded(encoder)
+        return u0, u1
+
+    def encoded(self, encoder: HeatmapEncoder) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
+        """`tokens`, each with its view's clip token outputs (B, D) (None when `encoder` has no clip token)."""
         t0 = encoder.frame_tokens_at(self.maps, self.rows0, self.src0)  # (F0, D)
         t1 = t0[self.shows]
         if len(self.frames1):
             t1 = t1.index_put((self.changed.nonzero().squeeze(1),), encoder.frame_tokens(self.frames1).to(t1.dtype))
-        return encoder.sequence(t0, self.m0), encoder.sequence(t1, self.m1)
+        return encoder.encode(t0, self.m0), encoder.encode(t1, self.m1)
 
 
-def heatmap_views(augment: HeatmapAugment, batch: Batch, p: La2dsParams, gen: torch.Generator) -> HeatmapViews:
+def heatmap_views(augment: HeatmapAugment, batch: Batch, p: HeatmapBranchParams, gen: torch.Generator) -> HeatmapViews:
     """LA2DS's two views of a batch's heatmaps (Sec. 3.2): a random window of at most `max_frames` frames is the
     original view; the augmented view is a temporal subset of it, augmented in heatmap space."""
     maps = batch.arrays[HEATMAP]
@@ -138,20 +174,61 @@ class La2ds(AlignmentMethod):
 
     def __init__(self, params: La2dsParams, spec: InputSpec):
         super().__init__()
-        self.params = params
+        self.params = p = params
         channels, size = heatmap_shape(spec, "LA2DS")
-        self.augment = HeatmapAugment(get_layout(spec.layout), params.augment)
-        self.encoder = heatmap_encoder(channels, size, params)
-        self.head = alignment_head(params)
+        if p.relate_weight > 0 and not p.clip_token:
+            raise ValueError("LA2DS: relate_weight > 0 needs clip_token: true (the teacher trains the clip vector)")
+        self.layout = get_layout(spec.layout)
+        self.augment = HeatmapAugment(self.layout, p.augment)
+        self.encoder = heatmap_encoder(channels, size, p, clip_token=p.clip_token)
+        self.head = alignment_head(p)
+        self.teacher = DtwTeacher(temperature=p.relate_temperature, teacher_temperature=p.relate_teacher_temperature,
+                                  max_sequences=p.relate_max_sequences, owner="LA2DS")
+
+    def prepare(self, sequences: Sequence[Mapping[str, np.ndarray]]) -> None:
+        """With relate_weight > 0: the (N, N) mirror-aware DTW distances between the skeletons the training
+        sequences' heatmaps show (`heatmap_curves`)."""
+        if self.params.relate_weight <= 0:
+            return
+        self.teacher.check_size(len(sequences))
+        curves = torch.stack([heatmap_curves(seq[HEATMAP], self.layout, self.params.relate_frames) for seq in sequences])
+        self.teacher.fit(curves, self.layout.joint_flip_permutation)
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
-        views = heatmap_views(self.augment, batch, self.params, gen)
-        u0, u1 = views.tokens(self.encoder)
+        p = self.params
+        views = heatmap_views(self.augment, batch, p, gen)
+        (u0, c0), (u1, c1) = views.encoded(self.encoder)
         m0, m1 = views.m0, views.m1
         _, (z0, z1) = self.head.forward_pair(u0, m0, u1, m1)
-        loss = one_way_matching_loss(z0, m0, z1, m1, views.pos, self.params.temperature)
-        return loss, {"matching": float(loss.detach())}
+        matching = one_way_matching_loss(z0, m0, z1, m1, views.pos, p.temperature)
+        scalars = {"matching": float(matching.detach())}
+        total = matching
+        if p.relate_weight > 0 and u0.shape[0] >= 3:
+            relate = self.teacher.loss(c0, c1, batch.index)
+            total = total + p.relate_weight * relate
+            scalars["relate"] = float(relate.detach())
+        return total, scalars
 
     def embed(self, batch: Batch) -> torch.Tensor:
-        """(B, T, d_model) embeddings of the unaugmented sequences (cross-attention over themselves)."""
-        return self.head.single(self.encoder(batch.arrays[HEATMAP], batch.mask), batch.mask)
+        """(B, T, d_model) embeddings of the unaugmented sequences (cross-attention over themselves); with a clip
+        token (B, T, 2 d_model): the clip token's output times `clip_scale` appended to every frame."""
+        mask = batch.mask
+        frames, clip = self.encoder.forward_clip(batch.arrays[HEATMAP], mask)
+        u = self.head.single(frames, mask)
+        if clip is None:
+            return u
+        return torch.cat((u, self.params.clip_scale * clip[:, None, :].expand_as(u)), dim=-1) * mask.unsqueeze(-1)
+
+
+def heatmap_curves(maps: np.ndarray, layout: Skeleton, frames: int) -> torch.Tensor:
+    """One sequence's heatmaps (T, K + L, S, S) (or an array-like read by np.asarray) -> the skeleton they show
+    at `frames` uniform positions, (frames, K, 2) float32: each joint channel's centroid in cells, normalised
+    per sequence as MASA normalises keypoints (`model.inputs.skeleton.normalise`), missing joints at 0.
+
+    A centroid is the joint's position while its blob lies inside the grid (the crop box is padded so that it
+    does); an empty channel is a missing joint."""
+    picked = np.asarray(maps, dtype=np.float32)[uniform_positions(len(maps), frames)]
+    joints = torch.as_tensor(picked[:, : layout.n_joints])  # (frames, K, S, S): the limb channels are not needed
+    uv, found = centres(joints)
+    xy = normalise(uv[None], found[None].float(), torch.ones(1, frames, dtype=torch.bool), layout, "sequence")
+    return xy[0]

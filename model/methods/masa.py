@@ -30,8 +30,8 @@ Clip-level options (params; all off reproduces the paper's formulation):
   distance (mirror image allowed, `model.blocks.dtw`) between every two training sequences' normalised skeletons,
   resampled to `relate_frames` frames; each step, the softmax over the batch of a clip vector's cosine
   similarities to the others must follow the softmax of the negative DTW distances
-  (`model.losses.alignment.relation_distillation_loss`), so clip vectors come to rank videos as a speed- and
-  handedness-free comparison of whole motions does.
+  (`model.losses.relate.DtwTeacher`), so clip vectors come to rank videos as a speed- and handedness-free
+  comparison of whole motions does.
 - `clip_scale` weights the clip part of the exported U (inference only). Kendall's tau is unchanged by it
   (the clip part is constant within a sequence); distance-based activity retrieval leans on the clip part
   as it grows.
@@ -42,8 +42,6 @@ features (`feature`, layer-normalised), concatenated per frame; `fusion_early` i
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -54,7 +52,6 @@ from torch import nn
 
 from model.batch import Batch, gather_frames, pad_indices
 from model.blocks.attention import AlternatingEncoder, SelfAttentionStack
-from model.blocks.dtw import mirror_dtw_matrix
 from model.blocks.heads import ProjectionHead, mlp
 from model.blocks.positional import SinusoidalPE, frame_positions
 from model.inputs.coordinates import CoordinateInput, SkeletonAugmentParams
@@ -70,12 +67,10 @@ from model.losses.alignment import (
     cycle_back_loss,
     masked_mean_pool,
     nearest_partners,
-    relation_distillation_loss,
 )
 from model.losses.clip import TokenSimSiam, TrajectoryDecoder
+from model.losses.relate import DtwTeacher
 from model.method import AlignmentMethod, InputSpec, Progress
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -170,7 +165,8 @@ class Masa(AlignmentMethod):
                                              mirror=mirror)
         if p.relate_weight > 0 and (not p.clip_token or not self.coords):
             raise ValueError(f"{type(self).__name__}: relate_weight > 0 needs a keypoint input and clip_token: true")
-        self.relate_distance: torch.Tensor | None = None  # (N, N) DTW between training sequences, by prepare()
+        self.teacher = DtwTeacher(temperature=p.relate_temperature, teacher_temperature=p.relate_teacher_temperature,
+                                  max_sequences=p.relate_max_sequences, owner=type(self).__name__)
         self.contrast_head: nn.Module | None = None
         if p.contrast_weight > 0:
             source = p.d_model if p.contrast_on == "token" else self.dim
@@ -202,18 +198,10 @@ class Masa(AlignmentMethod):
         normalised skeletons (the first keypoint input), each resampled to relate_frames frames."""
         if self.params.relate_weight <= 0:
             return
-        if len(sequences) > self.params.relate_max_sequences:
-            raise ValueError(
-                f"{type(self).__name__}: relate_weight > 0 compares every two of the {len(sequences)} training sequences "
-                f"by DTW (time and memory grow with the square), above relate_max_sequences="
-                f"{self.params.relate_max_sequences}; set relate_weight: 0 or raise relate_max_sequences")
-        started = time.perf_counter()
-        log.info("relate: DTW between every two of %d training sequences (grows with the square)", len(sequences))
+        self.teacher.check_size(len(sequences))
         name, coords = next(iter(self.coords.items()))
-        x, mirrored = skeleton_curves([seq[name] for seq in sequences], coords, self.params.relate_frames)
-        distance = mirror_dtw_matrix(x, mirrored)
-        self.relate_distance = torch.as_tensor(distance, dtype=torch.float32)
-        log.info("relate: DTW matrix done in %.1f s", time.perf_counter() - started)
+        curves = skeleton_curves([seq[name] for seq in sequences], coords, self.params.relate_frames)
+        self.teacher.fit(curves, coords.layout.joint_flip_permutation)
 
     def views(self, batch: Batch, gen: torch.Generator) -> tuple[dict, torch.Tensor, torch.Tensor, dict, torch.Tensor, torch.Tensor]:
         """Dual augmentation: streams of both views (B, M|N, ...), their masks and index maps (B, M|N) long."""
@@ -279,15 +267,7 @@ class Masa(AlignmentMethod):
             total = total + p.decode_weight * decode
             scalars["decode"] = float(decode.detach())
         if p.relate_weight > 0 and c1.shape[0] >= 3:
-            if self.relate_distance is None or batch.index is None:
-                raise ValueError(f"{type(self).__name__}: relate_weight > 0 needs prepare(training sequences) first and "
-                                 "batches that carry their rows' positions among them (Trainer.run does both)")
-            rows = batch.index.cpu()
-            teacher = self.relate_distance[rows][:, rows]
-            relate = 0.5 * (
-                relation_distillation_loss(c1, teacher, p.relate_temperature, p.relate_teacher_temperature)
-                + relation_distillation_loss(c2, teacher, p.relate_temperature, p.relate_teacher_temperature)
-            )
+            relate = self.teacher.loss(c1, c2, batch.index)
             total = total + p.relate_weight * relate
             scalars["relate"] = float(relate.detach())
         if p.cross_weight > 0 and z1.shape[0] >= 2:
@@ -309,20 +289,16 @@ class Masa(AlignmentMethod):
         return self._split(self.encoder.single(tokens, mask), batch.mask, self.params.clip_scale)[0]
 
 
-def skeleton_curves(joints: Sequence[np.ndarray], coords: CoordinateInput, frames: int) -> tuple[np.ndarray, np.ndarray]:
+def skeleton_curves(joints: Sequence[np.ndarray], coords: CoordinateInput, frames: int) -> torch.Tensor:
     """Stored keypoint arrays (T_i, K, C) -> each normalised as `coords` does for the model and resampled to
-    `frames` uniform positions, flattened: (N, frames, K * D) float32 with missing joints at 0, and the same for
-    their mirror images (left/right joints swapped, x negated about the root)."""
+    `frames` uniform positions: (N, frames, K, D) float32, missing joints at 0 (the DTW teacher's curves)."""
     resampled = []
     for seq in joints:
         seq = torch.as_tensor(np.asarray(seq, dtype=np.float32))
         picked = seq[torch.as_tensor(uniform_positions(len(seq), frames))][None]  # (1, frames, K, C)
         xy, conf = coords.prepare(picked, torch.ones(picked.shape[:2], dtype=torch.bool))
         resampled.append((xy * (conf > 0).unsqueeze(-1))[0])  # (frames, K, D)
-    x = torch.stack(resampled)  # (N, frames, K, D)
-    N = x.shape[0]
-    mirrored = flip(x, coords.layout.joint_flip_permutation, torch.zeros(N), torch.ones(N, dtype=torch.bool))
-    return x.flatten(2).numpy(), mirrored.flatten(2).numpy()
+    return torch.stack(resampled)
 
 
 def _overlap(g1: torch.Tensor, m1: torch.Tensor, g2: torch.Tensor, m2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

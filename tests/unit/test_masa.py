@@ -103,7 +103,7 @@ def test_relate_distils_dtw_between_training_sequences_into_the_clip_vectors():
     torch.manual_seed(0)
     model = Masa.build(masa_params(clip_token=True, relate_weight=2.0), SPEC)
     model.prepare(seqs)
-    d = model.relate_distance
+    d = model.teacher.distance
     assert d.shape == (5, 5) and torch.allclose(d, d.T)
     assert d[0, 4] < 1e-4 < d[0, 1]
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
