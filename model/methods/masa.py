@@ -56,7 +56,6 @@ from model.blocks.heads import ProjectionHead, mlp
 from model.blocks.positional import SinusoidalPE, frame_positions
 from model.inputs.coordinates import CoordinateInput, SkeletonAugmentParams
 from model.inputs.frame_inputs import FrameInputs, artifact_arrays
-from model.inputs.skeleton_augment import flip
 from model.inputs.temporal_augment import dual_maps, uniform_positions
 from model.losses.alignment import (
     bidirectional_matching_loss,

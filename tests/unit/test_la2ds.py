@@ -65,7 +65,7 @@ def test_heatmap_curves_mark_a_missing_joint_as_zero():
 
 def test_clip_token_appends_one_scaled_vector_per_sequence_and_leaves_the_frame_part():
     torch.manual_seed(0)
-    model = La2ds.build(tiny_params("la2ds", clip_token=True, clip_scale=3.0), SPEC).eval()
+    model = La2ds.build(tiny_params("la2ds", clip_token=True, clip_scale=3.0, relate_weight=0.0), SPEC).eval()
     batch = collate([{"heatmap": _maps(_motion(n, 0, seed=n))} for n in (9, 5)])
     with torch.no_grad():
         u = model.embed(batch)
@@ -75,7 +75,7 @@ def test_clip_token_appends_one_scaled_vector_per_sequence_and_leaves_the_frame_
     torch.testing.assert_close(u[1, :5, d:], 3.0 * clip[1].expand(5, d))
     assert torch.all(u[1, 5:] == 0)  # padding
     torch.testing.assert_close(u[..., :d], model.head.single(frames, batch.mask))
-    off = La2ds.build(tiny_params("la2ds"), SPEC)
+    off = La2ds.build(tiny_params("la2ds", clip_token=False, relate_weight=0.0), SPEC)
     assert off.embed(batch).shape == (2, 9, d) and off.encoder.clip_token is None
 
 
@@ -92,7 +92,7 @@ def test_relate_distils_dtw_between_the_skeletons_the_heatmaps_show():
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     batch = collate(seqs[:4], index=[0, 1, 2, 3])
     loss, scalars = model.loss(batch, gen(), Progress(0, 0))
-    off = La2ds.build(tiny_params("la2ds", clip_token=True), SPEC)
+    off = La2ds.build(tiny_params("la2ds", clip_token=True, relate_weight=0.0), SPEC)
     off.load_state_dict(model.state_dict())
     base, base_scalars = off.loss(batch, gen(), Progress(0, 0))
     assert scalars["relate"] > 0 and "relate" not in base_scalars
@@ -104,13 +104,13 @@ def test_relate_distils_dtw_between_the_skeletons_the_heatmaps_show():
     _, pair = model.loss(collate(seqs[:2], index=[0, 1]), gen(), Progress(0, 0))
     assert "relate" not in pair  # two sequences: a softmax over one other says nothing
     with pytest.raises(ValueError, match="clip_token"):
-        La2ds.build(tiny_params("la2ds", relate_weight=1.0), SPEC)
+        La2ds.build(tiny_params("la2ds", clip_token=False, relate_weight=1.0), SPEC)
     with pytest.raises(ValueError, match="relate_max_sequences"):
         La2ds.build(tiny_params("la2ds", clip_token=True, relate_weight=1.0, relate_max_sequences=4), SPEC).prepare(seqs)
 
 
 def test_without_the_additions_la2ds_prepares_nothing_and_trains_the_paper_loss():
-    model = La2ds.build(tiny_params("la2ds"), SPEC)
+    model = La2ds.build(tiny_params("la2ds", clip_token=False, relate_weight=0.0), SPEC)
     model.prepare([{"heatmap": np.zeros((3, PENN.n_channels, S, S), np.float32)}])  # not read: relate is off
     assert model.teacher.distance is None
     batch = collate([{"heatmap": _maps(_motion(n, 0, seed=n))} for n in (9, 7, 8)], index=[0, 1, 2])
