@@ -38,9 +38,9 @@ from pipeline.skeletons.layouts import get_layout
 
 @dataclass(frozen=True)
 class FusionLateParams(HeatmapBranchParams):
-    """LA2DS's heatmap-branch params (not its clip-level additions) for the skeleton branch and the fused head (d_model: the size of both branches and of
-    the fused tokens, 192 in the paper), plus rgb_hidden / rgb_layers: the RGB branch; stage1_epochs: epochs
-    of separate training before the fused stage."""
+    """LA2DS's heatmap-branch params (not its clip-level additions) for the skeleton branch and the fused head
+    (d_model: the size of both branches and of the fused tokens, 192 in the paper), plus rgb_hidden / rgb_layers:
+    the RGB branch; stage1_epochs: epochs of separate training before the fused stage."""
 
     rgb_hidden: int
     rgb_layers: int

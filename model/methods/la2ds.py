@@ -191,7 +191,8 @@ class La2ds(AlignmentMethod):
         if self.params.relate_weight <= 0:
             return
         self.teacher.check_size(len(sequences))
-        curves = torch.stack([heatmap_curves(seq[HEATMAP], self.layout, self.params.relate_frames) for seq in sequences])
+        frames = self.params.relate_frames
+        curves = torch.stack([heatmap_curves(seq[HEATMAP], self.layout, frames) for seq in sequences])
         self.teacher.fit(curves, self.layout.joint_flip_permutation)
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:

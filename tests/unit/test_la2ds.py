@@ -51,7 +51,8 @@ def test_heatmap_curves_are_the_normalised_skeleton_the_maps_show():
     curves = heatmap_curves(_maps(joints), PENN, frames=8)
     picked = joints[np.linspace(0, 19, 8).round().astype(int)]
     cells = picked[None, :, :, :2] - 0.5  # pixels -> cell coordinates
-    expected = normalise(cells, torch.ones(1, 8, PENN.n_joints), torch.ones(1, 8, dtype=torch.bool), PENN, "sequence")[0]
+    confident, real = torch.ones(1, 8, PENN.n_joints), torch.ones(1, 8, dtype=torch.bool)
+    expected = normalise(cells, confident, real, PENN, "sequence")[0]
     assert curves.shape == (8, PENN.n_joints, 2)
     torch.testing.assert_close(curves, expected, atol=0.02, rtol=0)  # centroids of well-inside blobs are exact
 
@@ -106,7 +107,8 @@ def test_relate_distils_dtw_between_the_skeletons_the_heatmaps_show():
     with pytest.raises(ValueError, match="clip_token"):
         La2ds.build(tiny_params("la2ds", clip_token=False, relate_weight=1.0), SPEC)
     with pytest.raises(ValueError, match="relate_max_sequences"):
-        La2ds.build(tiny_params("la2ds", clip_token=True, relate_weight=1.0, relate_max_sequences=4), SPEC).prepare(seqs)
+        small = tiny_params("la2ds", clip_token=True, relate_weight=1.0, relate_max_sequences=4)
+        La2ds.build(small, SPEC).prepare(seqs)
 
 
 def test_without_the_additions_la2ds_prepares_nothing_and_trains_the_paper_loss():
