@@ -22,6 +22,9 @@ Clip-level additions (this project's, after MASA's; `clip_token: false, relate_w
   centroid, normalised as MASA normalises keypoints, `relate_frames` uniform frames); each step the clip vectors'
   similarities over the batch must follow it. The skeletons come from the cached maps themselves, so LA2DS
   still reads nothing but `heatmaps.zarr`.
+- `cross_weight` > 0: MASA's cross-video cycle-back regression (TCC) on the original view's embedding U: each
+  sequence's frames must find their place in the batch's nearest *other* sequence (mined without labels by the
+  cosine of the clip vectors, or of the time-averaged U without a clip token) and cycle back to themselves.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from model.blocks.encoders import HeatmapEncoder
 from model.inputs.heatmap_augment import HeatmapAugment, HeatmapAugmentParams, centres
 from model.inputs.skeleton import normalise
 from model.inputs.temporal_augment import one_way_maps, uniform_positions
-from model.losses.alignment import one_way_matching_loss
+from model.losses.alignment import cycle_back_loss, masked_mean_pool, nearest_partners, one_way_matching_loss
 from model.losses.relate import DtwTeacher
 from model.method import AlignmentMethod, InputSpec, Progress
 from pipeline.skeletons.layouts import Skeleton, get_layout
@@ -74,7 +77,8 @@ class HeatmapBranchParams:
 class La2dsParams(HeatmapBranchParams):
     """The heatmap branch's params, plus the clip-level additions (module docstring): clip_token; clip_scale:
     weight of the clip part in the exported embedding; relate_*: the DTW teacher's weight, frames per
-    skeleton curve, student and teacher temperatures, and the most training sequences it accepts."""
+    skeleton curve, student and teacher temperatures, and the most training sequences it accepts; cross_*: the
+    cross-video cycle-back loss's weight and softmax temperature."""
 
     clip_token: bool
     clip_scale: float
@@ -83,6 +87,8 @@ class La2dsParams(HeatmapBranchParams):
     relate_temperature: float
     relate_teacher_temperature: float
     relate_max_sequences: int
+    cross_weight: float
+    cross_temperature: float
 
 
 def heatmap_shape(spec: InputSpec, method: str) -> tuple[int, int]:
@@ -200,7 +206,7 @@ class La2ds(AlignmentMethod):
         views = heatmap_views(self.augment, batch, p, gen)
         (u0, c0), (u1, c1) = views.encoded(self.encoder)
         m0, m1 = views.m0, views.m1
-        _, (z0, z1) = self.head.forward_pair(u0, m0, u1, m1)
+        (e0, _), (z0, z1) = self.head.forward_pair(u0, m0, u1, m1)
         matching = one_way_matching_loss(z0, m0, z1, m1, views.pos, p.temperature)
         scalars = {"matching": float(matching.detach())}
         total = matching
@@ -208,6 +214,15 @@ class La2ds(AlignmentMethod):
             relate = self.teacher.loss(c0, c1, batch.index)
             total = total + p.relate_weight * relate
             scalars["relate"] = float(relate.detach())
+        if p.cross_weight > 0 and e0.shape[0] >= 2:
+            keys = c0 if c0 is not None else masked_mean_pool(e0, m0)
+            # partners are mined without gradient: the loss shapes the frames' embedding, not the choice of partner
+            partner = nearest_partners(keys.detach())
+            # indices as fractions of the original length, as the matching loss reads them
+            scale = (batch.lengths.to(e0.device) - 1).clamp(min=1).float()[:, None]
+            cross = cycle_back_loss(e0, m0, views.g0 / scale, e0[partner], m0[partner], p.cross_temperature)
+            total = total + p.cross_weight * cross
+            scalars["cross"] = float(cross.detach())
         return total, scalars
 
     def embed(self, batch: Batch) -> torch.Tensor:
@@ -222,13 +237,14 @@ class La2ds(AlignmentMethod):
 
 
 def heatmap_curves(maps: np.ndarray, layout: Skeleton, frames: int) -> torch.Tensor:
-    """One sequence's heatmaps (T, K + L, S, S) (or an array-like read by np.asarray) -> the skeleton they show
+    """One sequence's heatmaps (T, K + L, S, S) (or an array-like indexed by an array of frames, such as
+    `stages.shared.heatmap_store.StoredMaps`, which then reads only those frames) -> the skeleton they show
     at `frames` uniform positions, (frames, K, 2) float32: each joint channel's centroid in cells, normalised
     per sequence as MASA normalises keypoints (`model.inputs.skeleton.normalise`), missing joints at 0.
 
     A centroid is the joint's position while its blob lies inside the grid (the crop box is padded so that it
     does); an empty channel is a missing joint."""
-    picked = np.asarray(maps, dtype=np.float32)[uniform_positions(len(maps), frames)]
+    picked = np.asarray(maps[uniform_positions(len(maps), frames)], dtype=np.float32)
     joints = torch.as_tensor(picked[:, : layout.n_joints])  # (frames, K, S, S): the limb channels are not needed
     uv, found = centres(joints)
     xy = normalise(uv[None], found[None].float(), torch.ones(1, frames, dtype=torch.bool), layout, "sequence")

@@ -71,7 +71,9 @@ class StoredMaps:
     """One sequence's heatmaps (T, C, S, S) as an array-like read on demand through `cache`.
 
     `np.asarray(maps, dtype=np.float32)` (what `model.batch.collate` calls) reads the stored array (uint8 or
-    float16) and returns it times `scale`; `len` and `shape` need no read."""
+    float16) and returns it times `scale`; `maps[frames]` reads only those frames (an integer index array),
+    from the cache when the sequence is there, else from the store without filling the cache; `len` and
+    `shape` need no read."""
 
     def __init__(self, array: Any, scale: float, cache: ByteLRU, key: str):
         self.array, self.scale, self.cache, self.key = array, float(scale), cache, key
@@ -92,13 +94,31 @@ class StoredMaps:
         # cached as stored (2x-4x smaller)
         return self.cache.get(self.key, lambda: np.asarray(self.array[...]))
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        # a copy: the scaling below never touches the cache
-        maps = self.stored().astype(np.float32)
+    def _scaled(self, stored: np.ndarray) -> np.ndarray:
+        # a copy: the scaling never touches the cache
+        maps = stored.astype(np.float32)
         if self.scale != 1.0:
             maps *= np.float32(self.scale)
+        return maps
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        maps = self._scaled(self.stored())
         # NumPy 2 passes `copy`; `maps` is a fresh array either way
         return maps if dtype is None else maps.astype(dtype, copy=False)
+
+    def __getitem__(self, frames: Any) -> np.ndarray:
+        """(F,) integer frame indices (repeats allowed) -> (F, C, S, S) float32 maps times `scale`."""
+        frames = np.asarray(frames, dtype=np.int64)
+        if frames.ndim != 1:
+            raise IndexError(f"{self.key}: StoredMaps takes a 1-D array of frame indices, got shape {frames.shape}")
+        cached = self.cache.items.get(self.key)
+        if cached is not None:
+            return self._scaled(cached[frames])
+        # an orthogonal selection reads only the chunks holding these frames; it wants them unique and sorted
+        unique, inverse = np.unique(frames, return_inverse=True)
+        oindex = getattr(self.array, "oindex", None)
+        stored = np.asarray(oindex[unique] if oindex is not None else self.array[unique])
+        return self._scaled(stored[inverse])
 
 
 def default_cache_bytes() -> int:

@@ -74,3 +74,22 @@ def test_the_check_names_both_params_and_ignores_the_storage_dtype():
     text = str(err.value)
     assert "models/d/la2ds" in text and "data/d/heatmaps.zarr" in text
     assert "sigma=1.0" in text and "sigma=1.5" in text and "differ in sigma, pad" in text
+
+
+@pytest.mark.parametrize("dtype", ["float16", "uint8"])
+def test_indexed_maps_read_only_those_frames_from_the_store_or_the_cache(tmp_path, dtype):
+    store = _store(tmp_path, dtype)
+    whole = read_array(store, "a", "heatmap")
+    frames = np.array([3, 0, 0, 2])  # out of order, repeated
+    cache = ByteLRU(2**30)
+    maps = open_maps(store, "a", cache)
+    np.testing.assert_array_equal(maps[frames], whole[frames])
+    assert not cache.items  # an indexed read does not fill the cache
+    np.asarray(maps)  # now cached
+    cache.items[maps.key] = cache.items[maps.key].copy()
+    cache.items[maps.key][0] = 0  # proves the next read comes from the cache
+    picked = maps[frames]
+    assert picked.dtype == np.float32 and not picked[1:3].any()
+    np.testing.assert_array_equal(picked[[0, 3]], whole[[3, 2]])
+    with pytest.raises(IndexError, match="1-D"):
+        maps[np.zeros((2, 2), dtype=int)]

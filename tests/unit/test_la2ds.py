@@ -118,3 +118,22 @@ def test_without_the_additions_la2ds_prepares_nothing_and_trains_the_paper_loss(
     batch = collate([{"heatmap": _maps(_motion(n, 0, seed=n))} for n in (9, 7, 8)], index=[0, 1, 2])
     _, scalars = model.loss(batch, torch.Generator().manual_seed(0), Progress(0, 0))
     assert set(scalars) == {"matching"}
+
+
+@pytest.mark.parametrize("clip_token", [True, False])
+def test_cross_adds_cycle_back_between_each_sequence_and_its_nearest_other(clip_token):
+    seqs = [{"heatmap": _maps(_motion(n, kind, seed=n))} for n, kind in ((12, 0), (16, 0), (10, 1))]
+    batch = collate(seqs, index=[0, 1, 2])
+    torch.manual_seed(0)
+    model = La2ds.build(tiny_params("la2ds", clip_token=clip_token, relate_weight=0.0, cross_weight=0.5), SPEC)
+    off = La2ds.build(tiny_params("la2ds", clip_token=clip_token, relate_weight=0.0, cross_weight=0.0), SPEC)
+    off.load_state_dict(model.state_dict())
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    loss, scalars = model.loss(batch, gen(), Progress(0, 0))
+    base, base_scalars = off.loss(batch, gen(), Progress(0, 0))
+    assert scalars["cross"] > 0 and "cross" not in base_scalars
+    assert torch.isclose(loss, base + 0.5 * scalars["cross"], atol=1e-5)
+    loss.backward()
+    assert model.head.mlp[0].weight.grad.abs().sum() > 0
+    _, single = model.loss(collate(seqs[:1], index=[0]), gen(), Progress(0, 0))
+    assert "cross" not in single  # one sequence has no other to cycle through
