@@ -9,6 +9,10 @@ negative DTW distances (`model.losses.alignment.relation_distillation_loss`), fo
 
 Where the skeletons come from is the method's business (MASA: its keypoint input; LA2DS: the joint
 channels' centroids in its heatmaps); this module takes them normalised, (N, L, K, D).
+
+The distances are not checkpointed: they follow from the training set alone, so a resumed run computes them
+again (`prepare` runs on resume; Penn Action's 1172 x 1172 take ~5 s), and the checkpoint `embed` loads
+carries no training-set-sized matrix.
 """
 
 from __future__ import annotations
