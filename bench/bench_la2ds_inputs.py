@@ -12,7 +12,8 @@ Penn Action's training split (the first `--steps` batches of epoch 0, as the tra
   step (`pipeline.heatmaps.raster_torch.render_torch`, the stage's compiled renderer on the CPU): the input
   path LA2DS had before it read the cache, kept here as the baseline.
 `--cached-set` changes the cached path's LA2DS params only (e.g. a smaller model against the paper-sized
-model rendered per step). Steps alternate between the paths so that both see the same load on this
+model rendered per step), or its `train.autocast` (bfloat16: the cached path's steps under CPU autocast, as
+`pipeline train` runs them with that setting; the rendered path stays float32). Steps alternate between the paths so that both see the same load on this
 shared machine. Prints ONE JSON
 line: sequences per second of each path (whole steps: collate, views, forward, backward, optimiser), the
 seconds spent making the views, the ratio, the CPU seconds per sequence (less sensitive to other processes
@@ -72,8 +73,9 @@ def rendered_views(model, batch, heat, gen):
     return (render(original, m0), m0), (render(augmented, m1), m1), pos
 
 
-def step(model, optimizer, batch, gen, views=None) -> tuple[float, float]:
-    """One training step (views from the cache unless `views` is given); returns (seconds of the views, loss)."""
+def step(model, optimizer, batch, gen, views=None, autocast: bool = False) -> tuple[float, float]:
+    """One training step (views from the cache unless `views` is given; forward under bfloat16 autocast when
+    `autocast`); returns (seconds of the views, loss)."""
     import torch
 
     from model.losses.alignment import one_way_matching_loss
@@ -86,9 +88,11 @@ def step(model, optimizer, batch, gen, views=None) -> tuple[float, float]:
     else:
         (maps0, m0), (maps1, m1), pos = views(batch, gen)
     view_seconds = time.perf_counter() - start
-    u0, u1 = cached.tokens(model.encoder) if views is None else (model.encoder(maps0, m0), model.encoder(maps1, m1))
-    _, (z0, z1) = model.head.forward_pair(u0, m0, u1, m1)
-    loss = one_way_matching_loss(z0, m0, z1, m1, pos, model.params.temperature)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        u0, u1 = cached.tokens(model.encoder) if views is None else (model.encoder(maps0, m0),
+                                                                     model.encoder(maps1, m1))
+        _, (z0, z1) = model.head.forward_pair(u0, m0, u1, m1)
+        loss = one_way_matching_loss(z0, m0, z1, m1, pos, model.params.temperature)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -104,7 +108,7 @@ def main() -> None:
     from model.batch import collate
     from model.buckets import epoch_batches
     from model.registry import get_method
-    from model.trainer import TrainParams, step_seed
+    from model.trainer import TrainParams, autocast_enabled, step_seed
     from stages import heatmaps, keypoints
     from stages.heatmaps import HeatmapsParams
     from stages.shared.inputs import load_inputs
@@ -129,11 +133,13 @@ def main() -> None:
     torch.manual_seed(train.seed)
     model = cls.build(params, inputs.spec)
     paths = {"rendered": model, "cached": copy.deepcopy(model)}
+    autocast = {"rendered": False, "cached": False}
     if args.cached_set:
         cached_ctx = make_context(ROOT / ".cache" / "bench_train_penn" / args.split, "pennaction",
                                   [*args.overrides, *args.cached_set])
         torch.manual_seed(train.seed)
         paths["cached"] = cls.build(cached_ctx.params("la2ds", cls.params_cls), inputs.spec)
+        autocast["cached"] = autocast_enabled(cached_ctx.params("train", TrainParams).autocast, torch.device("cpu"))
     optimizers = {k: torch.optim.Adam(m.parameters(), lr=train.lr) for k, m in paths.items()}
     seconds = {k: 0.0 for k in paths}
     cpu_seconds = {k: 0.0 for k in paths}
@@ -148,7 +154,7 @@ def main() -> None:
             t0, c0 = time.perf_counter(), time.process_time()
             batch = collate([{array: inputs.arrays[rows[i]][array]} for i in positions])
             views = None if name == "cached" else (lambda b, g: rendered_views(paths["rendered"], b, heat, g))
-            v, loss = step(paths[name], optimizers[name], batch, gen, views)
+            v, loss = step(paths[name], optimizers[name], batch, gen, views, autocast[name])
             seconds[name] += time.perf_counter() - t0
             cpu_seconds[name] += time.process_time() - c0
             view_seconds[name] += v
@@ -169,7 +175,7 @@ def main() -> None:
         "mean_loss": {k: round(float(np.mean(v)), 4) for k, v in losses.items()},
         "heatmaps_stored_gib": round(store_bytes / 2**30, 2),
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after]},
-        "overrides": args.overrides, "cached_overrides": args.cached_set,
+        "overrides": args.overrides, "cached_overrides": args.cached_set, "autocast": autocast,
         "parameters": {k: sum(p.numel() for p in m.parameters()) for k, m in paths.items()},
     }))
 
@@ -180,8 +186,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    ap.add_argument("--cached-set", dest="cached_set", action="append", default=[], metavar="la2ds.KEY=VALUE",
-                    help="override a la2ds param of the cached path only")
+    ap.add_argument("--cached-set", dest="cached_set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a la2ds param, or train.autocast, of the cached path only")
     return ap.parse_args()
 
 

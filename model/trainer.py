@@ -1,4 +1,5 @@
-"""The training loop of every alignment method: seeded, resumable, length-bucketed, AMP on CUDA.
+"""The training loop of every alignment method: seeded, resumable, length-bucketed, bfloat16 autocast on CUDA
+(and on a CPU when asked: `train.autocast`).
 
 The loop holds no files: it reports log records and checkpoint moments through callbacks, and its whole
 state (weights, optimiser, scheduler, step) round-trips through `state_dict`. Every random draw of step s
@@ -12,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ class TrainParams:
     lr_milestones epochs; multi_activity: one model for all activities (else one per activity);
     train_splits: index splits the model trains on; bucket_edges: sequence lengths that separate the
     length buckets of the batches; log_every: steps per log record; checkpoint_every: epochs per
-    checkpoint; embed_batch_size: sequences per batch when embedding."""
+    checkpoint; embed_batch_size: sequences per batch when embedding; autocast: the training step's precision
+    ("auto": bfloat16 autocast on CUDA, float32 on a CPU; "bfloat16": autocast on either; "off": float32)."""
 
     seed: int
     epochs: int
@@ -47,6 +49,22 @@ class TrainParams:
     log_every: int
     checkpoint_every: int
     embed_batch_size: int
+    autocast: Literal["auto", "bfloat16", "off"]
+
+
+def _native_cpu_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (the check PyTorch's own tests use)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def autocast_enabled(setting: str, device: torch.device) -> bool:
+    """Whether training steps on `device` run under bfloat16 autocast (TrainParams.autocast)."""
+    if setting not in ("auto", "bfloat16", "off"):
+        raise ValueError(f"train.autocast is {setting!r}: expected auto, bfloat16 or off")
+    return setting == "bfloat16" or (setting == "auto" and device.type == "cuda")
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -83,6 +101,10 @@ class Trainer:
         milestones = [m * self.n_batches for m in params.lr_milestones]
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, gamma=params.lr_gamma)
         self.step = 0
+        self.autocast = autocast_enabled(params.autocast, device)
+        if self.autocast and device.type == "cpu" and not _native_cpu_bf16():
+            log.warning("train.autocast: bfloat16 on this CPU runs emulated (no AVX512-BF16 / AMX): expect it slower "
+                        "than float32 (set train.autocast: auto)")
 
     @property
     def done(self) -> bool:
@@ -112,7 +134,7 @@ class Trainer:
         self.model.train()
         progress = Progress(epoch=epoch, step=self.step, epochs=self.params.epochs)
         try:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 loss, scalars = self.model.loss(batch, gen, progress)
         except (ValueError, IndexError) as err:
             names = [self.ids[i] for i in positions]

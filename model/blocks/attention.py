@@ -35,7 +35,15 @@ class MultiHeadAttention(nn.Module):
         k, v = self.kv(context).view(B, Tk, 2, h, D // h).permute(2, 0, 3, 1, 4)  # 2 x (B, h, Tk, D/h)
         allowed = context_mask[:, None, None, :]  # (B, 1, 1, Tk): True where a key may be attended
         drop = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+            # PyTorch's CPU flash-attention backward is ~3x slower in bfloat16 than in float32 (torch 2.13, many
+            # short sequences such as LA2DS's 9 patches per frame), so under CPU autocast (which would cast the
+            # inputs back) attention runs in float32 and only the linear layers in bfloat16
+            with torch.autocast("cpu", enabled=False):
+                out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=allowed,
+                                                     dropout_p=drop).to(q.dtype)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
         return self.out(out.transpose(1, 2).reshape(B, Tq, D))
 
 

@@ -10,6 +10,7 @@ from model.batch import collate, pad_sequences
 from model.blocks.attention import (
     AlternatingEncoder,
     AttentionLayer,
+    MultiHeadAttention,
     SelfAttentionStack,
 )
 from model.method import InputSpec
@@ -95,3 +96,26 @@ def test_model_embeddings_do_not_depend_on_batch_padding(name):
         together = model.embed(collate([pick(short), pick(long)]))
     torch.testing.assert_close(together[0, :6], alone[0], atol=1e-5, rtol=1e-4)
     assert torch.all(together[0, 6:] == 0)
+
+
+def test_cpu_autocast_runs_attention_in_float32_between_bfloat16_layers():
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(16, 4)
+    q, ctx = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    seen = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append((q.dtype, torch.is_autocast_enabled("cpu")))
+        return real(q, k, v, **kw)
+
+    reference = attention(q, ctx, mask)
+    with pytest.MonkeyPatch.context() as mp, torch.autocast("cpu", dtype=torch.bfloat16):
+        mp.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+        out = attention(q, ctx, mask)
+    assert seen == [(torch.float32, False)]  # not cast back to bfloat16 by autocast
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), reference, atol=0.05, rtol=0.05)
+    out.float().sum().backward()
+    assert attention.q.weight.grad.abs().sum() > 0
