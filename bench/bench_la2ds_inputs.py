@@ -13,11 +13,11 @@ Penn Action's training split (the first `--steps` batches of epoch 0, as the tra
   path LA2DS had before it read the cache, kept here as the baseline.
 `--cached-set` changes the cached path's LA2DS params only (e.g. a smaller model against the paper-sized
 model rendered per step), or its `train.autocast` (bfloat16: the cached path's steps under CPU autocast, as
-`pipeline train` runs them with that setting; the rendered path stays float32). Steps alternate between the paths so that both see the same load on this
-shared machine. Prints ONE JSON
-line: sequences per second of each path (whole steps: collate, views, forward, backward, optimiser), the
-seconds spent making the views, the ratio, the CPU seconds per sequence (less sensitive to other processes
-than wall time), the load average before and after, and the heatmap store's size.
+`pipeline train` runs them with that setting; the rendered path stays float32). Steps alternate between the
+paths so that both see the same load on this shared machine. Prints ONE JSON line: sequences per second of
+each path (whole steps: collate, views, forward, backward, optimiser), the seconds spent making the views, the
+ratio, the CPU seconds per sequence (less sensitive to other processes than wall time), the load average before
+and after, and the heatmap store's size.
 """
 
 from __future__ import annotations
