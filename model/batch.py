@@ -16,8 +16,9 @@ import torch
 
 @dataclass
 class Batch:
-    """arrays: name -> (B, T, ...) float tensors; mask: (B, T) bool; activities: per-row activity names;
-    index: (B,) long, each row's position among the training sequences (set by the trainer), or None."""
+    """arrays: name -> (B, T, ...) float tensors (float32, or float16 heatmaps: `collate`); mask: (B, T) bool;
+    activities: per-row activity names; index: (B,) long, each row's position among the training sequences
+    (set by the trainer), or None."""
 
     arrays: dict[str, torch.Tensor]
     mask: torch.Tensor
@@ -50,11 +51,16 @@ def pad_sequences(seqs: Sequence[torch.Tensor], value: float = 0.0) -> tuple[tor
 def collate(items: Sequence[Mapping[str, np.ndarray]], activities: Sequence[str] = (),
             index: Sequence[int] | None = None) -> Batch:
     """Pad per-sequence arrays {name: (T, ...)} (all of one sequence's arrays share T) into a Batch; `index`:
-    the items' positions among the training sequences, kept as `Batch.index`."""
+    the items' positions among the training sequences, kept as `Batch.index`.
+
+    Arrays are padded in float32, except where the first item's array names a `batch_dtype` (heatmaps read
+    through `stages.shared.heatmap_store.StoredMaps`: float16, which holds them as well as their store does
+    at half the bytes). Models cast such inputs where they compute (`HeatmapEncoder.patch_tokens`)."""
     names = list(items[0])
     arrays, mask = {}, None
     for name in names:
-        tensors = [torch.as_tensor(np.asarray(item[name], dtype=np.float32)) for item in items]
+        dtype = getattr(items[0][name], "batch_dtype", np.float32)
+        tensors = [torch.as_tensor(np.asarray(item[name], dtype=dtype)) for item in items]
         arrays[name], mask_n = pad_sequences(tensors)
         if mask is not None and not torch.equal(mask, mask_n):
             raise ValueError(f"array '{name}' has a different number of frames than '{names[0]}' in a sequence")

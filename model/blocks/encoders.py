@@ -60,7 +60,11 @@ class HeatmapEncoder(nn.Module):
         return self.patch_tokens(view[rows, frames].reshape(len(rows), n * n, C * p * p))
 
     def patch_tokens(self, patches: torch.Tensor) -> torch.Tensor:
-        """(N, (S/p)^2, C * p * p) patches of N frames -> (N, D) pooled outputs of the spatial transformer."""
+        """(N, (S/p)^2, C * p * p) patches of N frames -> (N, D) pooled outputs of the spatial transformer.
+        The patches may be float16 (`model.batch.collate` pads stored heatmaps so): autocast casts them, else
+        they are cast to the weights' dtype."""
+        if not torch.is_autocast_enabled(patches.device.type):
+            patches = patches.to(self.embed.weight.dtype)
         tokens = self.embed(patches) + self.spatial_pe
         full = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return self.spatial(tokens, full).mean(dim=1)

@@ -24,10 +24,10 @@ centred on (u, v) = (c, r)), so each augmentation is done to the maps:
 
 The geometric parts (flip, limb rotation, position noise, affine) compose into one affine map per frame and
 channel and are resampled once (`torch.nn.functional.grid_sample`, bicubic, zeros outside), only for the
-maps that move. Every random value is drawn on the CPU generator `gen`, so a seed gives the same
-augmentation on any device, except the per-cell map noise, drawn on the maps' device from a seed taken from
-`gen` (repeatable per device). Rotations are in cell units: they are rotations of the image only for a
-square crop box (`heatmaps.square: true`, the default).
+maps that move; a channel that is only mirrored is reversed instead (exact, no resampling). Every random value
+is drawn on the CPU generator `gen`, so a seed gives the same augmentation on any device, except the per-cell
+map noise, drawn on the maps' device from a seed taken from `gen` (repeatable per device). Rotations are in
+cell units: they are rotations of the image only for a square crop box (`heatmaps.square: true`, the default).
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class HeatmapAugment:
         augmented frames, packed row by row (`mask` order), which ones augmentation changed, and those frames
         (in the same order); an unchanged frame is exactly maps[b, src[b, n]]."""
         with torch.autocast(maps.device.type, enabled=False):  # cell positions need float32, not bf16
-            return self._augment(maps.float(), src, mask, gen)
+            return self._augment(maps, src, mask, gen)
 
     def _augment(self, maps: Tensor, src: Tensor, mask: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         d = self.draw(*mask.shape, gen)
@@ -212,7 +212,8 @@ class HeatmapAugment:
         dropped = d.drop.to(dev)[rows, cols]
         changed = warped[rows] | noisy[rows] | dropped
         which = changed.nonzero().squeeze(1)  # positions among the F frames
-        frames = maps[rows[which], src[rows[which], cols[which]]]  # (F', C, S, S): a new tensor
+        # (F', C, S, S), a new tensor; float32 whatever the batch holds (float16 maps: model.batch.collate)
+        frames = maps[rows[which], src[rows[which], cols[which]]].float()
         seq, at = rows[which], cols[which]
         self._geometric(frames, seq, at, d, warped[seq])
         self._dropout(frames, seq, at, d)
@@ -261,10 +262,17 @@ class HeatmapAugment:
         maps_to = self._frame_maps(centre, found, d.pivot[s].to(dev), angle, jitter, whole)  # (Fs, C, 2, 3)
         mirror = torch.tensor([[-1.0, 0.0, S - 1.0], [0.0, 1.0, 0.0]], device=dev)
         maps_to = torch.where(flipped[:, None, None, None], compose(maps_to, mirror), maps_to)
-        moving = flipped[:, None] | (maps_to - identity(device=dev)).abs().amax((-2, -1)).gt(1e-6)  # (Fs, C)
-        f, c = moving.nonzero(as_tuple=True)
+        # a channel whose map is the bare mirror is the flipped frame's channel perm[c] with its cells reversed:
+        # exact, and a fifth of the moving maps at the paper's probabilities need no resampling
+        bare = flipped[:, None] & (maps_to - mirror).abs().amax((-2, -1)).le(1e-6)  # (Fs, C)
+        resampled = ~bare & (maps_to - identity(device=dev)).abs().amax((-2, -1)).gt(1e-6)
+        f, c = resampled.nonzero(as_tuple=True)
+        fm, cm = bare.nonzero(as_tuple=True)
         channel = torch.where(flipped[f], perm[c], c)  # a flipped frame's channel c shows channel perm[c]
-        frames[fsel[f], c] = warp(frames[fsel[f], channel], maps_to[f, c])
+        # both read the frames before either writes them
+        moved, mirrored = warp(frames[fsel[f], channel], maps_to[f, c]), frames[fsel[fm], perm[cm]].flip(-1)
+        frames[fsel[f], c] = moved
+        frames[fsel[fm], cm] = mirrored
 
     def _frame_maps(self, centre: Tensor, found: Tensor, pivot: Tensor, angle: Tensor, jitter: Tensor,
                     whole: Tensor) -> Tensor:

@@ -1,11 +1,13 @@
 """Reading heatmaps for a model (stages/shared/heatmap_store.py): the byte-bounded cache, lazy maps in either
-stored dtype, and the geometry check that names both sets of params."""
+stored dtype (padded into a batch as float16), and the geometry check that names both sets of params."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from model.batch import collate
 from pipeline.store import ArtifactStore, StoreError
 from stages.shared.heatmap_store import (
     ByteLRU,
@@ -55,6 +57,21 @@ def test_lazy_maps_read_as_float32_in_either_stored_dtype(tmp_path, dtype):
     assert values.dtype == np.float32 and 0.99 < values.max() <= 1.0
     assert maps.nbytes == 4 * 27 * 900 * (1 if dtype == "uint8" else 2) == cache.bytes
     np.testing.assert_array_equal(read_array(store, "a", "heatmap"), values)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "uint8"])
+def test_maps_pad_into_a_batch_as_float16_holding_what_the_store_holds(tmp_path, dtype):
+    store = _store(tmp_path, dtype)
+    maps = open_maps(store, "a", ByteLRU(2**30))
+    exact = np.asarray(maps, dtype=np.float32)
+    batch = collate([{"heatmap": maps}, {"heatmap": exact[:2]}])  # the first item decides the batch's dtype
+    assert maps.batch_dtype == np.float16 and batch.arrays["heatmap"].dtype == torch.float16
+    held = batch.arrays["heatmap"][0].float().numpy()
+    if dtype == "float16":  # the stored values themselves
+        np.testing.assert_array_equal(held, exact)
+    else:  # k / 255 to float16's precision
+        np.testing.assert_allclose(held, exact, rtol=2.0**-11, atol=0)
+    assert collate([{"heatmap": exact}]).arrays["heatmap"].dtype == torch.float32  # plain arrays stay float32
 
 
 def test_store_params_come_from_the_provenance(tmp_path):

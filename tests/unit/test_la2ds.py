@@ -1,7 +1,9 @@
 """LA2DS's clip-level additions (model/methods/la2ds.py): the skeleton its heatmaps show, the clip token in the
-exported embedding, and the DTW teacher computed from the maps alone."""
+exported embedding, the DTW teacher computed from the maps alone, the cross-video loss, and float16 batches."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -137,3 +139,25 @@ def test_cross_adds_cycle_back_between_each_sequence_and_its_nearest_other(clip_
     assert model.head.mlp[0].weight.grad.abs().sum() > 0
     _, single = model.loss(collate(seqs[:1], index=[0]), gen(), Progress(0, 0))
     assert "cross" not in single  # one sequence has no other to cycle through
+
+
+def test_a_float16_batch_trains_and_embeds_as_its_float32_values_do():
+    # stored heatmaps reach a batch as float16 (model.batch.collate); the model computes in its own dtype
+    seqs = [{"heatmap": _maps(_motion(n, kind, seed=n)).astype(np.float16)} for n, kind in ((12, 0), (9, 1), (10, 0))]
+    half = collate(seqs, index=[0, 1, 2])
+    half.arrays["heatmap"] = half.arrays["heatmap"].half()  # as collate pads StoredMaps
+    full = collate(seqs, index=[0, 1, 2])
+    assert full.arrays["heatmap"].dtype == torch.float32
+    augment = dataclasses.replace(tiny_params("la2ds").augment, flip_p=0.5, limb_p=0.5, position_p=0.5)
+    params = tiny_params("la2ds", clip_token=True, relate_weight=0.0, augment=augment)
+    torch.manual_seed(0)
+    model = La2ds.build(params, SPEC)
+    results = []
+    for batch in (half, full):
+        model.zero_grad()
+        loss, _ = model.loss(batch, torch.Generator().manual_seed(3), Progress(0, 0))
+        loss.backward()
+        results.append((loss.detach(), model.encoder.embed.weight.grad.clone(), model.eval().embed(batch).detach()))
+        model.train()
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
