@@ -55,7 +55,7 @@ def collate(items: Sequence[Mapping[str, np.ndarray]], activities: Sequence[str]
 
     Arrays are padded in float32, except where the first item's array names a `batch_dtype` (heatmaps read
     through `stages.shared.heatmap_store.StoredMaps`: float16, which holds them as well as their store does
-    at half the bytes). Models cast such inputs where they compute (`HeatmapEncoder.patch_tokens`)."""
+    at half the bytes). Models cast such inputs where they compute (`HeatmapEncoder.patches`)."""
     names = list(items[0])
     arrays, mask = {}, None
     for name in names:
