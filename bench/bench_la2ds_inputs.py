@@ -107,6 +107,7 @@ def main() -> None:
     from bench.bench_train_penn import prepare_index
     from model.batch import collate
     from model.buckets import epoch_batches
+    from model.host_memory import keep_freed_memory
     from model.registry import get_method
     from model.trainer import TrainParams, autocast_enabled, step_seed
     from stages import heatmaps, keypoints
@@ -114,6 +115,7 @@ def main() -> None:
     from stages.shared.inputs import load_inputs
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the trainer does, for both paths
     ctx = make_context(ROOT / ".cache" / "bench_train_penn" / args.split, "pennaction", args.overrides)
     prepare_index(ctx, args.split)
     keypoints.run(ctx)

@@ -56,12 +56,22 @@ def collate(items: Sequence[Mapping[str, np.ndarray]], activities: Sequence[str]
     Arrays are padded in float32, except where the first item's array names a `batch_dtype` (heatmaps read
     through `stages.shared.heatmap_store.StoredMaps`: float16, which holds them as well as their store does
     at half the bytes). Models cast such inputs where they compute (`HeatmapEncoder.patches`)."""
+    if not items:
+        raise ValueError("cannot collate an empty list of sequences")
     names = list(items[0])
     arrays, mask = {}, None
     for name in names:
         dtype = getattr(items[0][name], "batch_dtype", np.float32)
-        tensors = [torch.as_tensor(np.asarray(item[name], dtype=dtype)) for item in items]
-        arrays[name], mask_n = pad_sequences(tensors)
+        # padded in NumPy, so that an array already in `dtype` (a read-only view of cached maps) is copied
+        # once, straight into the batch
+        values = [np.asarray(item[name], dtype=dtype) for item in items]
+        lengths = torch.as_tensor([len(v) for v in values])
+        padded = np.empty((len(values), int(lengths.max()), *values[0].shape[1:]), dtype)
+        for row, v in zip(padded, values, strict=True):  # every value written once: the frames, then zeros
+            row[: len(v)] = v
+            row[len(v) :] = 0
+        arrays[name] = torch.from_numpy(padded)
+        mask_n = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
         if mask is not None and not torch.equal(mask, mask_n):
             raise ValueError(f"array '{name}' has a different number of frames than '{names[0]}' in a sequence")
         mask = mask_n

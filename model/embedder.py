@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from model.batch import collate
+from model.host_memory import keep_freed_memory
 from model.method import AlignmentMethod
 
 
@@ -33,6 +34,7 @@ class Embedder:
         self.models = {k: m.to(device).eval() for k, m in models.items()}
         self.inputs = inputs
         self.device = torch.device(device)
+        keep_freed_memory()  # each batch's large tensors reuse the last batch's memory (model/host_memory.py)
 
     @property
     def per_activity(self) -> bool:

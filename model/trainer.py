@@ -20,6 +20,7 @@ import torch
 
 from model.batch import collate
 from model.buckets import batches_per_epoch, epoch_batches
+from model.host_memory import keep_freed_memory
 from model.method import AlignmentMethod, Progress
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, gamma=params.lr_gamma)
         self.step = 0
         self.autocast = autocast_enabled(params.autocast, device)
+        keep_freed_memory()  # each step's large tensors reuse the last step's memory (model/host_memory.py)
         if self.autocast and device.type == "cpu" and not _native_cpu_bf16():
             log.warning("train.autocast: bfloat16 on this CPU runs emulated (no AVX512-BF16 / AMX): expect it slower "
                         "than float32 (set train.autocast: auto)")

@@ -105,10 +105,16 @@ class StoredMaps:
         return maps
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        # NumPy 2 passes `copy`; the maps are a fresh array either way. float16 is scaled in float16 (the batch
-        # dtype), any other dtype through float32
+        # float16 (the batch dtype) is scaled in float16, any other dtype through float32. A float16 store
+        # read as float16 needs no change: unless a copy is asked for (NumPy 2 passes `copy`), that is a
+        # read-only view of the cached array (a batch copies it once, `model.batch.collate`)
         if dtype is not None and np.dtype(dtype) == np.float16:
-            return self._scaled(self.stored(), np.float16)
+            stored = self.stored()
+            if stored.dtype == np.float16 and self.scale == 1.0 and not copy:
+                view = stored.view()
+                view.flags.writeable = False
+                return view
+            return self._scaled(stored, np.float16)
         maps = self._scaled(self.stored())
         return maps if dtype is None else maps.astype(dtype, copy=False)
 

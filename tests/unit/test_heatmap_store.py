@@ -67,8 +67,11 @@ def test_maps_pad_into_a_batch_as_float16_holding_what_the_store_holds(tmp_path,
     batch = collate([{"heatmap": maps}, {"heatmap": exact[:2]}])  # the first item decides the batch's dtype
     assert maps.batch_dtype == np.float16 and batch.arrays["heatmap"].dtype == torch.float16
     held = batch.arrays["heatmap"][0].float().numpy()
-    if dtype == "float16":  # the stored values themselves
+    if dtype == "float16":  # the stored values themselves, read without a copy and not writable
         np.testing.assert_array_equal(held, exact)
+        view = np.asarray(maps, dtype=np.float16)
+        assert not view.flags.writeable and np.shares_memory(view, maps.stored())
+        assert np.asarray(maps, dtype=np.float16, copy=True).flags.writeable
     else:  # k / 255 to float16's precision
         np.testing.assert_allclose(held, exact, rtol=2.0**-11, atol=0)
     assert collate([{"heatmap": exact}]).arrays["heatmap"].dtype == torch.float32  # plain arrays stay float32
