@@ -36,15 +36,26 @@ class MultiHeadAttention(nn.Module):
         allowed = context_mask[:, None, None, :]  # (B, 1, 1, Tk): True where a key may be attended
         drop = self.dropout if self.training else 0.0
         if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            # PyTorch's CPU flash-attention backward is ~3x slower in bfloat16 than in float32 (torch 2.13, many
-            # short sequences such as LA2DS's 9 patches per frame), so under CPU autocast (which would cast the
-            # inputs back) attention runs in float32 and only the linear layers in bfloat16
-            with torch.autocast("cpu", enabled=False):
-                out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=allowed,
-                                                     dropout_p=drop).to(q.dtype)
+            out = cpu_bfloat16_attention(q, k, v, allowed, drop)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
         return self.out(out.transpose(1, 2).reshape(B, Tq, D))
+
+
+def cpu_bfloat16_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
+                           dropout: float) -> torch.Tensor:
+    """Attention as two bfloat16 matmuls around a float32 softmax: q (B, h, Tq, d), k and v (B, h, Tk, d),
+    allowed (B, 1, 1, Tk) bool -> (B, h, Tq, d) in q's dtype.
+
+    For the CPU under bfloat16 autocast. PyTorch's CPU flash attention (torch 2.13) runs its backward ~3x slower
+    in bfloat16 than in float32, and even float32 flash attention is slower than this, forward and backward:
+    LA2DS's 2,122 frames of 9 patches, 3 heads, 69 against 21 ms; 32 sequences of 257 frames, 42 against 28 ms
+    (2 cores)."""
+    scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)  # every row has a real key
+    if dropout > 0:
+        weights = F.dropout(weights, dropout)
+    return weights.to(q.dtype) @ v
 
 
 class AttentionLayer(nn.Module):

@@ -12,6 +12,7 @@ from model.blocks.attention import (
     AttentionLayer,
     MultiHeadAttention,
     SelfAttentionStack,
+    cpu_bfloat16_attention,
 )
 from model.method import InputSpec
 from model.registry import get_method
@@ -98,24 +99,35 @@ def test_model_embeddings_do_not_depend_on_batch_padding(name):
     assert torch.all(together[0, 6:] == 0)
 
 
-def test_cpu_autocast_runs_attention_in_float32_between_bfloat16_layers():
+def test_cpu_autocast_runs_attention_as_bfloat16_matmuls_around_a_float32_softmax():
     torch.manual_seed(0)
     attention = MultiHeadAttention(16, 4)
     q, ctx = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
     mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
     seen = []
     real = torch.nn.functional.scaled_dot_product_attention
-
-    def spy(q, k, v, **kw):
-        seen.append((q.dtype, torch.is_autocast_enabled("cpu")))
-        return real(q, k, v, **kw)
-
     reference = attention(q, ctx, mask)
+    def spy(*args, **kwargs):
+        seen.append(args)
+        return real(*args, **kwargs)
+
     with pytest.MonkeyPatch.context() as mp, torch.autocast("cpu", dtype=torch.bfloat16):
         mp.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
         out = attention(q, ctx, mask)
-    assert seen == [(torch.float32, False)]  # not cast back to bfloat16 by autocast
+    assert not seen  # not PyTorch's CPU flash attention, slow in bfloat16
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), reference, atol=0.05, rtol=0.05)
+    # the padded keys get no weight: changing them changes nothing
+    noisy = ctx.clone()
+    noisy[1, 4:] = 100.0
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(attention(q, noisy, mask)[1], out[1])
     out.float().sum().backward()
     assert attention.q.weight.grad.abs().sum() > 0
+    # the function itself, against PyTorch's attention in float32
+    qs, ks, vs = (torch.randn(3, 2, 9, 8) for _ in range(3))
+    allowed = torch.ones(3, 1, 1, 9, dtype=torch.bool)
+    allowed[2, ..., 6:] = False
+    expected = real(qs, ks, vs, attn_mask=allowed)
+    got = cpu_bfloat16_attention(qs.bfloat16(), ks.bfloat16(), vs.bfloat16(), allowed, 0.0)
+    torch.testing.assert_close(got.float(), expected, atol=0.05, rtol=0.05)
