@@ -70,8 +70,9 @@ class ByteLRU:
 class StoredMaps:
     """One sequence's heatmaps (T, C, S, S) as an array-like read on demand through `cache`.
 
-    `np.asarray(maps, dtype=np.float32)` (what `model.batch.collate` calls) reads the stored array (uint8 or
-    float16) and returns it times `scale`; `maps[frames]` reads only those frames (an integer index array),
+    `np.asarray(maps, dtype=np.float32)` reads the stored array (uint8 or float16) and returns it times `scale`
+    (`model.batch.collate` asks for `batch_dtype`, float16: the cached array itself, read-only, for a float16
+    store); `maps[frames]` reads only those frames (an integer index array),
     from the cache when the sequence is there, else from the store without filling the cache; `len` and
     `shape` need no read."""
 
@@ -98,16 +99,16 @@ class StoredMaps:
         return self.cache.get(self.key, lambda: np.asarray(self.array[...]))
 
     def _scaled(self, stored: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-        # a copy: the scaling never touches the cache
-        maps = stored.astype(dtype)
+        # a copy: the scaling never touches the cache; scaled in float32, then rounded once to `dtype`
+        maps = stored.astype(np.float32)
         if self.scale != 1.0:
-            maps *= maps.dtype.type(self.scale)
-        return maps
+            maps *= np.float32(self.scale)
+        return maps if np.dtype(dtype) == np.float32 else maps.astype(dtype)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        # float16 (the batch dtype) is scaled in float16, any other dtype through float32. A float16 store
-        # read as float16 needs no change: unless a copy is asked for (NumPy 2 passes `copy`), that is a
-        # read-only view of the cached array (a batch copies it once, `model.batch.collate`)
+        # a float16 store read as float16 (the batch dtype) needs no change: unless a copy is asked for (NumPy 2
+        # passes `copy`), that is a read-only view of the cached array (a batch copies it once,
+        # `model.batch.collate`); anything else is a scaled copy
         if dtype is not None and np.dtype(dtype) == np.float16:
             stored = self.stored()
             if stored.dtype == np.float16 and self.scale == 1.0 and not copy:
