@@ -263,7 +263,7 @@ class HeatmapAugment:
         mirror = torch.tensor([[-1.0, 0.0, S - 1.0], [0.0, 1.0, 0.0]], device=dev)
         maps_to = torch.where(flipped[:, None, None, None], compose(maps_to, mirror), maps_to)
         # a channel whose map is the bare mirror is the flipped frame's channel perm[c] with its cells reversed:
-        # exact, and a fifth of the moving maps at the paper's probabilities need no resampling
+        # exact, and about a third of the moving maps at the paper's probabilities need no resampling
         bare = flipped[:, None] & (maps_to - mirror).abs().amax((-2, -1)).le(1e-6)  # (Fs, C)
         resampled = ~bare & (maps_to - identity(device=dev)).abs().amax((-2, -1)).gt(1e-6)
         f, c = resampled.nonzero(as_tuple=True)
