@@ -36,7 +36,8 @@ GOLF = ROOT.parent / "shared" / "data" / "videos" / "golf_swing"
 
 
 def make_clips(folder: Path) -> dict[str, Path]:
-    from pipeline.video.reader import iter_frames, write_video
+    from pipeline.video.reader import iter_frames
+    from pipeline.video.writer import write_video
 
     swing4 = np.stack([rgb for _, rgb in iter_frames(GOLF / "swing4.mp4")])
     swing5 = np.stack([rgb for _, rgb in iter_frames(GOLF / "swing5.mp4")])

@@ -36,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.context import StageContext  # noqa: E402
 from pipeline.manifest import DatasetSpec  # noqa: E402
 from pipeline.sequences import make_table, write_index  # noqa: E402
-from pipeline.video.reader import Geometry, write_video  # noqa: E402
+from pipeline.video.reader import Geometry  # noqa: E402
 from pipeline.video.timeline import resample_indices, uniform_times  # noqa: E402
+from pipeline.video.writer import write_video  # noqa: E402
 from stages import decode  # noqa: E402
 
 FPS = 30.0

@@ -172,32 +172,14 @@ def render_sequence(joints_2d: np.ndarray, rng: np.random.Generator, *, size: in
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
-    """H.264 mp4 through PyAV (libx264); MPEG-4 Part 2 through OpenCV where no H.264 encoder exists."""
+    """H.264 mp4 through PyAV (libx264, the same frames give the same bytes); MPEG-4 Part 2 through OpenCV
+    where no H.264 encoder exists."""
     import av
 
     if "libx264" in av.codecs_available:
-        # bitexact: the muxer writes no "Lavf<version>" encoder tag; the filter drops x264's SEI message, which
-        # spells out the x264 version: the same frames give the same bytes whichever PyAV build wrote them
-        with av.open(str(path), "w", options={"fflags": "+bitexact"}) as container:
-            stream = container.add_stream("libx264", rate=fps)
-            stream.width, stream.height = frames.shape[2], frames.shape[1]
-            stream.pix_fmt = "yuv420p"
-            # x264's macroblock-tree rate control made the bitstream depend on the process's memory layout
-            # (the environment's size changed it); without it the same frames always give the same bytes
-            stream.options = {"crf": "20", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
-            no_sei = av.BitStreamFilterContext("filter_units=remove_types=6", "h264")
+        from pipeline.video.writer import write_video as write_h264
 
-            def mux(packets) -> None:
-                for packet in packets:
-                    packet.stream = stream
-                    container.mux(packet)
-
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    mux(no_sei.filter(packet))
-            for packet in stream.encode():
-                mux(no_sei.filter(packet))
-            mux(no_sei.filter(None))
+        write_h264(path, frames, fps, crf=20, preset="veryfast")
         return
     import cv2
 

@@ -10,7 +10,8 @@ import numpy as np
 import yaml
 
 from pipeline.skeletons.layouts import get_layout
-from pipeline.video.reader import iter_frames, write_video
+from pipeline.video.reader import iter_frames
+from pipeline.video.writer import write_video
 
 WARP_POWER = 1.5  # B frame j shows A frame (n - 1) * (j / (m - 1)) ** WARP_POWER: B starts slow, ends fast
 STRETCH = 1.3  # B has this many times A's frames

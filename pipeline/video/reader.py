@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -277,21 +276,3 @@ def _folder_frames(folder: Path, files: list[Path], source_fps: float) -> Iterat
         raise VideoError(f"frame folder {folder} holds no {'/'.join(IMAGE_EXTS)} images")
     return zip(uniform_times(len(files), source_fps).tolist(), map(_ImageFrame, files))
 
-
-def write_video(path: str | Path, frames: np.ndarray, fps: float, *, codec: str = "libx264", crf: int = 18) -> Path:
-    """Encode (T, H, W, 3) uint8 RGB frames (H and W even) to a video file at `fps` (test and sample data).
-    libx264 runs on one thread: the same frames give the same bytes (threaded x264 does not, under load)."""
-    import av
-
-    path = Path(path)
-    frames = np.asarray(frames, dtype=np.uint8)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": str(crf), "threads": "1"}
-        for image in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    return path

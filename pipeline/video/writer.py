@@ -4,6 +4,7 @@
 so a page can map a video's currentTime to a frame by t * fps. Browsers play H.264 only in 4:2:0 chroma, which
 needs an even width and height: frames are padded by one black row or column where needed. `movflags
 +faststart` puts the index before the data, so a browser starts playing before it has read the whole file.
+`write_video` encodes a whole array of frames at once (test and sample data), byte for byte repeatable.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ import numpy as np
 from pipeline.video.reader import VideoError
 
 CODEC = "libx264"
+
+
+def x264_options(crf: int, preset: str) -> dict[str, str]:
+    """libx264 settings under which the same frames give the same bytes, in any process: one thread (threaded
+    x264 is not repeatable under load) and no macroblock-tree rate control (with it the bitstream depended on the
+    process's memory layout: two writes of the same frames in one process could differ)."""
+    return {"crf": str(crf), "preset": preset, "threads": "1", "x264-params": "mbtree=0"}
 
 
 def even_size(height: int, width: int) -> tuple[int, int]:
@@ -33,7 +41,7 @@ class H264Writer:
     """Context manager: `with H264Writer(path, fps, crf=23, preset="veryfast") as w: w.write(rgb)`.
 
     The size is fixed by the first frame (rounded up to even); later frames must have that size. One encoder
-    thread: the same frames give the same bytes, and a shared machine is not flooded."""
+    thread (`x264_options`): the same frames give the same bytes, and a shared machine is not flooded."""
 
     def __init__(self, path: str | Path, fps: float, *, crf: int, preset: str):
         import av
@@ -42,7 +50,7 @@ class H264Writer:
             raise VideoError(f"cannot write {path}: this FFmpeg build (PyAV {av.__version__}) has no {CODEC} encoder")
         self.path = Path(path)
         self.fps = fps
-        self.options = {"crf": str(crf), "preset": preset, "threads": "1"}
+        self.options = x264_options(crf, preset)
         self._container = av.open(str(self.path), "w", options={"movflags": "+faststart"})
         self._stream = None
         self.n_frames = 0
@@ -85,3 +93,36 @@ class H264Writer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 18, preset: str = "medium") -> Path:
+    """Encode (T, H, W, 3) uint8 RGB frames (H and W even) to an H.264 mp4 at `fps`, the index at the end (test
+    and sample data).
+
+    The same frames give the same bytes from any PyAV build: `x264_options`, a bitexact muxer (no
+    "Lavf<version>" tag), and x264's SEI message, which spells out the x264 version, dropped."""
+    import av
+
+    if CODEC not in av.codecs_available:
+        raise VideoError(f"cannot write {path}: this FFmpeg build (PyAV {av.__version__}) has no {CODEC} encoder")
+    path = Path(path)
+    frames = np.asarray(frames, dtype=np.uint8)
+    with av.open(str(path), "w", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream(CODEC, rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.options = x264_options(crf, preset)
+        no_sei = av.BitStreamFilterContext("filter_units=remove_types=6", "h264")
+
+        def mux(packet) -> None:  # None flushes the filter
+            for out in no_sei.filter(packet):
+                out.stream = stream
+                container.mux(out)
+
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                mux(packet)
+        for packet in stream.encode():
+            mux(packet)
+        mux(None)
+    return path

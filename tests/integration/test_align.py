@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.sequences import read_index
 from pipeline.store import ArtifactStore
-from pipeline.video.reader import write_video
+from pipeline.video.writer import write_video
 from stages import align as stage
 from stages import index as index_stage
 from stages.shared.align_sources import AlignError

@@ -13,7 +13,7 @@ from pipeline.context import StageContext
 from pipeline.manifest import DatasetSpec
 from pipeline.runner import StageError
 from pipeline.store import ArtifactStore
-from pipeline.video.reader import write_video
+from pipeline.video.writer import write_video
 from stages import decode, estimate_pose, heatmaps, index, keypoints
 from tests.conftest import REPO
 

@@ -11,7 +11,7 @@ from pipeline.cli import main
 from pipeline.dino.model import save_random_checkpoint
 from pipeline.sequences import make_table, write_index
 from pipeline.store import ArtifactStore
-from pipeline.video.reader import write_video
+from pipeline.video.writer import write_video
 
 
 def test_decode_extract_export_from_the_command_line(tmp_path, monkeypatch):

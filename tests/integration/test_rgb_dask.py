@@ -11,8 +11,8 @@ from pipeline.dino.model import save_random_checkpoint
 from pipeline.manifest import DatasetSpec
 from pipeline.sequences import make_table, write_index
 from pipeline.store import ArtifactStore
-from pipeline.video.reader import write_video
 from pipeline.video.timeline import resample_indices, uniform_times
+from pipeline.video.writer import write_video
 from stages import decode, extract_dino
 
 pytestmark = pytest.mark.slow

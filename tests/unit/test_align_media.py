@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.video.display import timeline_frames
-from pipeline.video.reader import write_video
-from pipeline.video.writer import H264Writer, scaled_size
+from pipeline.video.writer import H264Writer, scaled_size, write_video
 from stages.shared.viewer import matrix_png, render_page
 
 

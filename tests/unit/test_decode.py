@@ -14,8 +14,9 @@ from pipeline.manifest import DatasetSpec
 from pipeline.runner import StageError
 from pipeline.sequences import make_table, write_index
 from pipeline.store import ArtifactStore
-from pipeline.video.reader import Clip, VideoError, write_video
+from pipeline.video.reader import Clip, VideoError
 from pipeline.video.timeline import resample_indices, uniform_times
+from pipeline.video.writer import write_video
 from stages import decode
 
 FPS = 10.0

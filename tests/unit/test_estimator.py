@@ -77,7 +77,8 @@ def test_models_that_are_not_bundled_are_refused_with_the_file():
 
 def test_a_blank_video_gives_confidence_zero_on_the_decode_timeline(tmp_path):
     pytest.importorskip("mediapipe")
-    from pipeline.video.reader import Geometry, read_clip, write_video
+    from pipeline.video.reader import Geometry, read_clip
+    from pipeline.video.writer import write_video
 
     path = write_video(tmp_path / "blank.mp4", np.zeros((20, 64, 96, 3), np.uint8), fps=20)
     settings = repo_params("estimate_pose", _params_cls()).settings()

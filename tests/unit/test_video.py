@@ -13,9 +13,9 @@ from pipeline.video.reader import (
     VideoError,
     iter_frames,
     read_clip,
-    write_video,
 )
 from pipeline.video.timeline import resample_indices, uniform_times
+from pipeline.video.writer import write_video
 
 
 def numbered_frames(n: int, height: int = 48, width: int = 64) -> np.ndarray:
@@ -183,10 +183,3 @@ def test_variable_frame_rate_video_is_resampled_by_its_real_timestamps(tmp_path)
     clip = read_clip(path, fps=10, geometry=Geometry(48, 48))
     np.testing.assert_array_equal(clip.source_index, resample_indices(times, 10))
     assert [frame_number(f) for f in clip.rgb] == (clip.source_index % 32).tolist()  # grey levels wrap at 32
-
-
-def test_write_video_gives_the_same_bytes_for_the_same_frames(tmp_path):
-    frames = np.random.default_rng(0).integers(0, 256, (20, 48, 64, 3), dtype=np.uint8)
-    a = write_video(tmp_path / "a.mp4", frames, 25.0).read_bytes()
-    b = write_video(tmp_path / "b.mp4", frames, 25.0).read_bytes()
-    assert a == b
