@@ -53,15 +53,16 @@ def collate(items: Sequence[Mapping[str, np.ndarray]], activities: Sequence[str]
     """Pad per-sequence arrays {name: (T, ...)} (all of one sequence's arrays share T) into a Batch; `index`:
     the items' positions among the training sequences, kept as `Batch.index`.
 
-    Arrays are padded in float32, except where the first item's array names a `batch_dtype` (heatmaps read
+    Arrays are padded in float32, except where every item's array names a `batch_dtype` (heatmaps read
     through `stages.shared.heatmap_store.StoredMaps`: float16, which holds them as well as their store does
-    at half the bytes). Models cast such inputs where they compute (`HeatmapEncoder.patches`)."""
+    at half the bytes); a name mixing dtypes is padded in the widest. Models cast such inputs where they
+    compute (`HeatmapEncoder.patches`)."""
     if not items:
         raise ValueError("cannot collate an empty list of sequences")
     names = list(items[0])
     arrays, mask = {}, None
     for name in names:
-        dtype = getattr(items[0][name], "batch_dtype", np.float32)
+        dtype = np.result_type(*(getattr(item[name], "batch_dtype", np.float32) for item in items))
         # padded in NumPy, so that an array already in `dtype` (a read-only view of cached maps) is copied
         # once, straight into the batch
         values = [np.asarray(item[name], dtype=dtype) for item in items]

@@ -12,6 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# `cpu_bfloat16_attention` holds all (B, heads, Tq, Tk) scores in float32 (and their softmax, for the backward);
+# beyond this many (128 MiB each) attention stays PyTorch's, whose flash kernel works through the keys in blocks.
+# LA2DS's largest, 32 windows of 257 frames with 3 heads, has 6.3M.
+MATH_ATTENTION_MAX_SCORES = 2**25
+
 
 class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention of `query` frames over `context` frames, masked by `context_mask`."""
@@ -35,7 +40,7 @@ class MultiHeadAttention(nn.Module):
         k, v = self.kv(context).view(B, Tk, 2, h, D // h).permute(2, 0, 3, 1, 4)  # 2 x (B, h, Tk, D/h)
         allowed = context_mask[:, None, None, :]  # (B, 1, 1, Tk): True where a key may be attended
         drop = self.dropout if self.training else 0.0
-        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16 and B * h * Tq * Tk <= MATH_ATTENTION_MAX_SCORES:
             out = cpu_bfloat16_attention(q, k, v, allowed, drop)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)

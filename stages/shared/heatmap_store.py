@@ -66,6 +66,11 @@ class ByteLRU:
                 self.bytes -= dropped.nbytes
         return value
 
+    def peek(self, key: str) -> np.ndarray | None:
+        """The array kept under `key`, or None; neither counts as a hit or miss nor changes the eviction order
+        (a read of a few frames should not keep a whole sequence alive)."""
+        return self.items.get(key)
+
 
 class StoredMaps:
     """One sequence's heatmaps (T, C, S, S) as an array-like read on demand through `cache`.
@@ -124,7 +129,7 @@ class StoredMaps:
         frames = np.asarray(frames, dtype=np.int64)
         if frames.ndim != 1:
             raise IndexError(f"{self.key}: StoredMaps takes a 1-D array of frame indices, got shape {frames.shape}")
-        cached = self.cache.items.get(self.key)
+        cached = self.cache.peek(self.key)
         if cached is not None:
             return self._scaled(cached[frames])
         # an orthogonal selection reads only the chunks holding these frames; it wants them unique and sorted

@@ -131,3 +131,21 @@ def test_cpu_autocast_runs_attention_as_bfloat16_matmuls_around_a_float32_softma
     expected = real(qs, ks, vs, attn_mask=allowed)
     got = cpu_bfloat16_attention(qs.bfloat16(), ks.bfloat16(), vs.bfloat16(), allowed, 0.0)
     torch.testing.assert_close(got.float(), expected, atol=0.05, rtol=0.05)
+
+
+def test_cpu_autocast_keeps_pytorch_attention_where_the_scores_would_not_fit(monkeypatch):
+    """Past MATH_ATTENTION_MAX_SCORES (here lowered to 71 scores) the bf16 path would hold too much memory."""
+    import model.blocks.attention as attention_module
+
+    attention = MultiHeadAttention(16, 4)
+    q, ctx, mask = torch.randn(1, 3, 16), torch.randn(1, 6, 16), torch.ones(1, 6, dtype=torch.bool)
+    seen = []
+    real = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: (seen.append(a), real(*a, **k))[1])
+    monkeypatch.setattr(attention_module, "MATH_ATTENTION_MAX_SCORES", 71)  # B * heads * Tq * Tk = 72
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attention(q, ctx, mask)
+        assert len(seen) == 1
+        attention(q[:, :2], ctx, mask)  # 48 scores: the matmuls
+    assert len(seen) == 1

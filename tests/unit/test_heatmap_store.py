@@ -45,6 +45,8 @@ def test_the_cache_drops_the_least_recently_used_beyond_its_bytes():
     cache.get("b", load("b"))
     assert loads == ["a", "b", "c", "b"] and cache.hits == 1
     assert ByteLRU(50).get("x", load("x")).nbytes == 100  # too big to keep: returned, not cached
+    assert cache.peek("c") is cache.items["c"] and cache.peek("a") is None  # a made room for b
+    assert list(cache.items) == ["c", "b"] and cache.hits == 1  # a peek neither counts nor refreshes
 
 
 @pytest.mark.parametrize("dtype", ["float16", "uint8"])
@@ -64,7 +66,7 @@ def test_maps_pad_into_a_batch_as_float16_holding_what_the_store_holds(tmp_path,
     store = _store(tmp_path, dtype)
     maps = open_maps(store, "a", ByteLRU(2**30))
     exact = np.asarray(maps, dtype=np.float32)
-    batch = collate([{"heatmap": maps}, {"heatmap": exact[:2]}])  # the first item decides the batch's dtype
+    batch = collate([{"heatmap": maps}, {"heatmap": open_maps(store, "a", ByteLRU(2**30))}])
     assert maps.batch_dtype == np.float16 and batch.arrays["heatmap"].dtype == torch.float16
     held = batch.arrays["heatmap"][0].float().numpy()
     if dtype == "float16":  # the stored values themselves, read without a copy and not writable
@@ -75,6 +77,9 @@ def test_maps_pad_into_a_batch_as_float16_holding_what_the_store_holds(tmp_path,
     else:  # k / 255 to float16's precision
         np.testing.assert_allclose(held, exact, rtol=2.0**-11, atol=0)
     assert collate([{"heatmap": exact}]).arrays["heatmap"].dtype == torch.float32  # plain arrays stay float32
+    mixed = collate([{"heatmap": maps}, {"heatmap": exact[:2]}]).arrays["heatmap"]  # padded in the wider dtype
+    assert mixed.dtype == torch.float32
+    np.testing.assert_array_equal(mixed[1, :2].numpy(), exact[:2])
 
 
 def test_store_params_come_from_the_provenance(tmp_path):
