@@ -11,13 +11,15 @@ Penn Action's training split (the first `--steps` batches of epoch 0, as the tra
   one limb rotated, Gaussian joint noise, as `model.inputs.skeleton_augment` does) and rasterised every
   step (`pipeline.heatmaps.raster_torch.render_torch`, the stage's compiled renderer on the CPU): the input
   path LA2DS had before it read the cache, kept here as the baseline.
+Both compute the trainer's whole loss (`La2ds.view_loss`: matching, and with the default params the clip
+token's DTW teacher, whose distances `La2ds.prepare` computes once before the steps, as the trainer does).
 `--cached-set` changes the cached path's LA2DS params only (e.g. a smaller model against the paper-sized
 model rendered per step), or its `train.autocast` (bfloat16: the cached path's steps under CPU autocast, as
 `pipeline train` runs them with that setting; the rendered path stays float32). Steps alternate between the
 paths so that both see the same load on this shared machine. Prints ONE JSON line: sequences per second of
 each path (whole steps: collate, views, forward, backward, optimiser), the seconds spent making the views, the
-ratio, the CPU seconds per sequence (less sensitive to other processes than wall time), the load average before
-and after, and the heatmap store's size.
+ratio, the CPU seconds per sequence (less sensitive to other processes than wall time), the seconds of the
+teacher's preparation (not in the steps), the load average before and after, and the heatmap store's size.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from bench.workdir import make_context  # noqa: E402
 
 def rendered_views(model, batch, heat, gen):
     """The per-step input path: window and subset as LA2DS draws them, skeleton augmentation, rasterisation
-    of both views in the sequence's crop box. Returns (maps0, m0), (maps1, m1), pos."""
+    of both views in the sequence's crop box. Returns (maps0, m0), (maps1, m1), pos, g0."""
     import torch
 
     from model.batch import gather_frames
@@ -70,29 +72,31 @@ def rendered_views(model, batch, heat, gen):
     def render(j, mask):
         return render_torch(j.float(), layout.limbs, box, heat.size, heat.sigma) * mask[..., None, None, None]
 
-    return (render(original, m0), m0), (render(augmented, m1), m1), pos
+    return (render(original, m0), m0), (render(augmented, m1), m1), pos, g0
 
 
 def step(model, optimizer, batch, gen, views=None, autocast: bool = False) -> tuple[float, float]:
-    """One training step (views from the cache unless `views` is given; forward under bfloat16 autocast when
-    `autocast`); returns (seconds of the views, loss)."""
+    """One training step with the trainer's loss: `La2ds.loss` (views from the cache; matching, DTW teacher and
+    cross-video loss as configured), spelled out here to time the views apart, or, when `views` is given, the
+    same loss terms (`La2ds.view_loss`) of the views it renders. Forward under bfloat16 autocast when
+    `autocast`; returns (seconds of the views, loss)."""
     import torch
 
-    from model.losses.alignment import one_way_matching_loss
     from model.methods.la2ds import heatmap_views
 
     start = time.perf_counter()
-    if views is None:
-        cached = heatmap_views(model.augment, batch, model.params, gen)
-        m0, m1, pos = cached.m0, cached.m1, cached.pos
-    else:
-        (maps0, m0), (maps1, m1), pos = views(batch, gen)
-    view_seconds = time.perf_counter() - start
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        u0, u1 = cached.tokens(model.encoder) if views is None else (model.encoder(maps0, m0),
-                                                                     model.encoder(maps1, m1))
-        _, (z0, z1) = model.head.forward_pair(u0, m0, u1, m1)
-        loss = one_way_matching_loss(z0, m0, z1, m1, pos, model.params.temperature)
+        if views is None:
+            cached = heatmap_views(model.augment, batch, model.params, gen)
+            m0, m1, pos, g0 = cached.m0, cached.m1, cached.pos, cached.g0
+        else:
+            (maps0, m0), (maps1, m1), pos, g0 = views(batch, gen)
+        view_seconds = time.perf_counter() - start
+        if views is None:
+            encoded = cached.encoded(model.encoder)
+        else:
+            encoded = (model.encoder.forward_clip(maps0, m0), model.encoder.forward_clip(maps1, m1))
+        loss, _ = model.view_loss(batch, encoded, m0, m1, pos, g0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -134,6 +138,10 @@ def main() -> None:
     cold_read = time.perf_counter() - start
     torch.manual_seed(train.seed)
     model = cls.build(params, inputs.spec)
+    training = [inputs.arrays[i] for i in rows]
+    start = time.perf_counter()
+    model.prepare(training)  # the DTW teacher's distances (relate_weight > 0), as Trainer.run does first
+    prepare_seconds = time.perf_counter() - start
     paths = {"rendered": model, "cached": copy.deepcopy(model)}
     autocast = {"rendered": False, "cached": False}
     if args.cached_set:
@@ -141,6 +149,7 @@ def main() -> None:
                                   [*args.overrides, *args.cached_set])
         torch.manual_seed(train.seed)
         paths["cached"] = cls.build(cached_ctx.params("la2ds", cls.params_cls), inputs.spec)
+        paths["cached"].prepare(training)
         autocast["cached"] = autocast_enabled(cached_ctx.params("train", TrainParams).autocast, torch.device("cpu"))
     optimizers = {k: torch.optim.Adam(m.parameters(), lr=train.lr) for k, m in paths.items()}
     seconds = {k: 0.0 for k in paths}
@@ -154,7 +163,7 @@ def main() -> None:
             array = "heatmap" if name == "cached" else "joints_2d"
             gen = torch.Generator().manual_seed(step_seed(train.seed, s))
             t0, c0 = time.perf_counter(), time.process_time()
-            batch = collate([{array: inputs.arrays[rows[i]][array]} for i in positions])
+            batch = collate([{array: inputs.arrays[rows[i]][array]} for i in positions], index=positions)
             views = None if name == "cached" else (lambda b, g: rendered_views(paths["rendered"], b, heat, g))
             v, loss = step(paths[name], optimizers[name], batch, gen, views, autocast[name])
             seconds[name] += time.perf_counter() - t0
@@ -173,7 +182,7 @@ def main() -> None:
         "step_seconds": {k: round(v, 2) for k, v in seconds.items()},
         "cpu_seconds_per_sequence": {k: round(v / n_seq, 3) for k, v in cpu_seconds.items()},
         "speedup_in_cpu_time": round(cpu_seconds["rendered"] / cpu_seconds["cached"], 2),
-        "cold_read_seconds": round(cold_read, 2),
+        "cold_read_seconds": round(cold_read, 2), "prepare_seconds": round(prepare_seconds, 2),
         "mean_loss": {k: round(float(np.mean(v)), 4) for k, v in losses.items()},
         "heatmaps_stored_gib": round(store_bytes / 2**30, 2),
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after]},

@@ -202,12 +202,19 @@ class La2ds(AlignmentMethod):
         self.teacher.fit(curves, self.layout.joint_flip_permutation)
 
     def loss(self, batch: Batch, gen: torch.Generator, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+        views = heatmap_views(self.augment, batch, self.params, gen)
+        return self.view_loss(batch, views.encoded(self.encoder), views.m0, views.m1, views.pos, views.g0)
+
+    def view_loss(self, batch: Batch, encoded: tuple[tuple[torch.Tensor, torch.Tensor | None], ...], m0: torch.Tensor,
+                  m1: torch.Tensor, pos: torch.Tensor, g0: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss of two encoded views, ((U0 (B, M, D), clip0 (B, D) or None), (U1 (B, N, D), clip1)),
+        with masks m0 (B, M) and m1 (B, N), the augmented frames' positions in the original view pos (B, N) and
+        the original view's frames in the batch g0 (B, M): matching, plus the DTW teacher and the cross-video
+        loss where their weights are > 0. (`bench/bench_la2ds_inputs.py` feeds it views rendered per step.)"""
         p = self.params
-        views = heatmap_views(self.augment, batch, p, gen)
-        (u0, c0), (u1, c1) = views.encoded(self.encoder)
-        m0, m1 = views.m0, views.m1
+        (u0, c0), (u1, c1) = encoded
         (e0, _), (z0, z1) = self.head.forward_pair(u0, m0, u1, m1)
-        matching = one_way_matching_loss(z0, m0, z1, m1, views.pos, p.temperature)
+        matching = one_way_matching_loss(z0, m0, z1, m1, pos, p.temperature)
         scalars = {"matching": float(matching.detach())}
         total = matching
         if p.relate_weight > 0 and u0.shape[0] >= 3:
@@ -220,7 +227,7 @@ class La2ds(AlignmentMethod):
             partner = nearest_partners(keys.detach())
             # indices as fractions of the original length, as the matching loss reads them
             scale = (batch.lengths.to(e0.device) - 1).clamp(min=1).float()[:, None]
-            cross = cycle_back_loss(e0, m0, views.g0 / scale, e0[partner], m0[partner], p.cross_temperature)
+            cross = cycle_back_loss(e0, m0, g0 / scale, e0[partner], m0[partner], p.cross_temperature)
             total = total + p.cross_weight * cross
             scalars["cross"] = float(cross.detach())
         return total, scalars

@@ -10,7 +10,7 @@ from model.method import InputSpec
 from model.registry import get_method
 from pipeline.checkpoint import CHECKPOINT, load_checkpoint
 from pipeline.device import resolve_device
-from pipeline.params import from_dict
+from pipeline.params import ParamsError, from_dict
 
 
 def model_folders(models_dir: Path) -> dict[str | None, Path]:
@@ -53,7 +53,14 @@ def load_embedder(models_dir: Path, device: str = "cpu") -> Embedder:
         saved = load_checkpoint(folder)
         config = saved["config"]
         cls = get_method(config["method"])
-        params = from_dict(cls.params_cls, config["params"], where=f"{folder / CHECKPOINT}: params")
+        try:
+            params = from_dict(cls.params_cls, config["params"], where=f"{folder / CHECKPOINT}: params")
+        except ParamsError as err:
+            # the params a checkpoint records are its architecture: a key this code lacks, or lacks a value for,
+            # cannot be guessed (a later default need not be what the model was trained with)
+            raise ParamsError(f"{err}. The model was trained by a version of this code with other "
+                              f"{config['method']} params: retrain it (`dvc repro` or `pipeline train --method "
+                              f"{config['method']}`)") from err
         model = cls.build(params, InputSpec.from_dict(config["spec"]))
         model.load_state_dict(saved["state"]["model"])
         models[key] = model

@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from model.trainer import Trainer
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.datasets.synthetic import ACTIVITIES, sample_sequence
 from pipeline.manifest import DatasetSpec
+from pipeline.params import ParamsError
 from pipeline.sequences import make_table, write_index
 from pipeline.store import ArtifactStore, StoreError
 from stages import train
@@ -210,6 +212,18 @@ def test_per_activity_models(tmp_path):
     assert embedder.embed({"joints_2d": joints}, activity="squat").shape[0] == len(joints)
     with pytest.raises(KeyError, match="per activity"):
         embedder.embed({"joints_2d": joints})
+
+
+def test_a_checkpoint_whose_params_this_code_does_not_know_is_refused_with_the_way_out(tmp_path):
+    ctx = _write_dataset(tmp_path, per_activity=(1, 1))
+    _write_params(tmp_path, {"epochs": 1})
+    train.run(ctx, "casa", device="cpu")
+    folder = ctx.models_dir("casa")
+    saved = load_checkpoint(folder)
+    del saved["config"]["params"]["temperature"]  # as a checkpoint from before a param existed records them
+    save_checkpoint(folder, saved["config"], saved["state"], complete=saved["complete"])
+    with pytest.raises(ParamsError, match=r"missing key\(s\) \['temperature'\].*retrain it .*--method casa"):
+        load_embedder(folder, "cpu")
 
 
 def test_a_missing_artifact_names_the_store_and_the_command(tmp_path):
