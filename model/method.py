@@ -4,7 +4,8 @@ A method is an `nn.Module` subclass of `AlignmentMethod` that declares:
 - `params_cls`: the frozen dataclass of its `params.yaml` section (section name = registry name);
 - `inputs(params)`: the (artifact, array) pairs it reads, e.g. (("keypoints", "joints_2d"),);
 - `build(params, spec)`: a new model sized from the `InputSpec` (per-frame shapes of those arrays and the
-  skeleton layout, read from the artifacts by the train stage: never hard-coded);
+  skeleton layout, read from the artifacts by the train stage: never hard-coded), keeping the params as
+  `self.params` (stored embeddings are keyed by weights and params: `stages.shared.models.output_fingerprint`);
 - `loss(batch, gen, progress)`: the training loss on a padded `Batch` (augmentation happens inside, on the
   batch's device, with random draws from the CPU generator `gen`), plus scalars to log;
 - `embed(batch)`: (B, T, D) per-frame embeddings without augmentation, zero on padding;
@@ -66,6 +67,7 @@ class AlignmentMethod(nn.Module):
 
     params_cls: ClassVar[type]
     segments: ClassVar[bool] = False
+    params: Any  # the params_cls instance the model was built with
 
     @classmethod
     def inputs(cls, params: Any) -> tuple[tuple[str, str], ...]:

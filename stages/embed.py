@@ -72,7 +72,7 @@ def output_name(info: ModelInfo) -> str:
 
 
 def run(ctx: StageContext, model_dir: Path, device: str = "auto") -> StageSummary:
-    from stages.shared.models import load_embedder, weights_fingerprint
+    from stages.shared.models import load_embedder, output_fingerprint
 
     start = time.perf_counter()
     info = read_model(Path(model_dir))
@@ -84,7 +84,7 @@ def run(ctx: StageContext, model_dir: Path, device: str = "auto") -> StageSummar
     inputs, conversion = fit_inputs(ctx, info, inputs)
     check_activities(ctx, info, inputs)
     url = ctx.artifact(output_name(info))
-    model_fp = weights_fingerprint(embedder)
+    model_fp = output_fingerprint(embedder)
     summary = write(url, embedder, inputs, info, model_fp, conversion)
     summary.seconds = time.perf_counter() - start
     log.info("%s: %d sequence(s) embedded by %s (%d up to date) -> %s",

@@ -45,6 +45,7 @@ from pipeline.store import ArtifactStore, code_version, fingerprint
 from stages.shared import loss_curves
 from stages.shared.inputs import Inputs, load_inputs
 from stages.shared.model_card import write_model_card
+from stages.shared.models import output_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def write_embeddings(ctx: StageContext, method: str, embedder: Embedder, inputs:
 
     store = ArtifactStore(ctx.artifact(f"embeddings_{method}"), mode="a")
     store.set_provenance(stage="train", params=params, method=method)
-    models_fp = fingerprint({str(k): _weights_digest(m) for k, m in embedder.models.items()}, embedder.segments)
+    models_fp = fingerprint(output_fingerprint(embedder), embedder.segments)
     store.prune(inputs.ids)
     todo = []
     for i, seq in enumerate(inputs.ids):
@@ -215,13 +216,3 @@ def write_embeddings(ctx: StageContext, method: str, embedder: Embedder, inputs:
                 )
             bar.update(len(chunk))
     log.info("%s: embeddings of %d sequences (%d recomputed) -> %s", ctx.name, len(inputs.ids), len(todo), store.url)
-
-
-def _weights_digest(model: AlignmentMethod) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:32]

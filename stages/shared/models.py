@@ -10,7 +10,7 @@ from model.method import InputSpec
 from model.registry import get_method
 from pipeline.checkpoint import CHECKPOINT, load_checkpoint
 from pipeline.device import resolve_device
-from pipeline.params import ParamsError, from_dict
+from pipeline.params import ParamsError, from_dict, to_dict
 
 
 def model_folders(models_dir: Path) -> dict[str | None, Path]:
@@ -30,8 +30,11 @@ def model_configs(models_dir: Path) -> dict[str | None, dict]:
     return {key: json.loads((folder / "config.json").read_text()) for key, folder in model_folders(models_dir).items()}
 
 
-def weights_fingerprint(embedder: Embedder) -> str:
-    """Digest of every model's weights (with its activity key): what identifies a trained model's output."""
+def output_fingerprint(embedder: Embedder) -> str:
+    """Digest of every model's weights and params (with its activity key): what identifies a trained model's
+    output. The params count, not only the weights: some shape the output and not the training
+    (`masa.clip_scale`, `la2ds.clip_scale` weight the exported clip part), so a change of them must make stored
+    embeddings stale although retraining gives the same weights."""
     import hashlib
 
     digests = {}
@@ -40,6 +43,7 @@ def weights_fingerprint(embedder: Embedder) -> str:
         for name, tensor in sorted(model.state_dict().items()):
             h.update(name.encode())
             h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        h.update(json.dumps(to_dict(model.params), sort_keys=True).encode())
         digests[str(key)] = h.hexdigest()[:32]
     return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:32]
 

@@ -214,6 +214,22 @@ def test_per_activity_models(tmp_path):
         embedder.embed({"joints_2d": joints})
 
 
+def test_a_param_that_shapes_only_the_embedding_recomputes_the_embeddings(tmp_path):
+    # masa.clip_scale weights the exported clip part and nothing in training: the weights come out the same, so
+    # an embedding store keyed by the weights alone would keep the old scale
+    ctx = _write_dataset(tmp_path, per_activity=(1, 1))
+    _write_params(tmp_path, {"epochs": 1}, {"masa": {"clip_token": True, "clip_scale": 1.0}})
+    train.run(ctx, "masa", device="cpu")
+    before = ArtifactStore(ctx.artifact("embeddings_masa")).read("squat_00", "embedding")
+    _write_params(tmp_path, {"epochs": 1}, {"masa": {"clip_token": True, "clip_scale": 3.0}})
+    train.run(ctx, "masa", device="cpu")
+    after = ArtifactStore(ctx.artifact("embeddings_masa")).read("squat_00", "embedding")
+    half = TINY["masa"]["d_model"]
+    np.testing.assert_allclose(after[:, :half], before[:, :half], atol=1e-6)  # the same weights
+    np.testing.assert_allclose(after[:, half:], 3.0 * before[:, half:], rtol=1e-5, atol=1e-6)
+    assert np.abs(before[:, half:]).max() > 0
+
+
 def test_a_checkpoint_whose_params_this_code_does_not_know_is_refused_with_the_way_out(tmp_path):
     ctx = _write_dataset(tmp_path, per_activity=(1, 1))
     _write_params(tmp_path, {"epochs": 1})
