@@ -63,8 +63,8 @@ def load_embedder(models_dir: Path, device: str = "cpu") -> Embedder:
             # the params a checkpoint records are its architecture: a key this code lacks, or lacks a value for,
             # cannot be guessed (a later default need not be what the model was trained with)
             raise ParamsError(f"{err}. The model was trained by a version of this code with other "
-                              f"{config['method']} params: retrain it (`dvc repro` or `pipeline train --method "
-                              f"{config['method']}`)") from err
+                              f"{config['method']} params: retrain it (`dvc repro` or `pipeline train --dataset "
+                              f"{config['dataset']} --method {config['method']}`)") from err
         model = cls.build(params, InputSpec.from_dict(config["spec"]))
         model.load_state_dict(saved["state"]["model"])
         models[key] = model
