@@ -238,7 +238,8 @@ def test_a_checkpoint_whose_params_this_code_does_not_know_is_refused_with_the_w
     saved = load_checkpoint(folder)
     del saved["config"]["params"]["temperature"]  # as a checkpoint from before a param existed records them
     save_checkpoint(folder, saved["config"], saved["state"], complete=saved["complete"])
-    with pytest.raises(ParamsError, match=r"missing key\(s\) \['temperature'\].*retrain it .*--dataset synth --method casa"):
+    refusal = r"missing key\(s\) \['temperature'\].*retrain it .*pipeline train --dataset synth --method casa"
+    with pytest.raises(ParamsError, match=refusal):
         load_embedder(folder, "cpu")
 
 
