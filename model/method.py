@@ -67,6 +67,9 @@ class AlignmentMethod(nn.Module):
 
     params_cls: ClassVar[type]
     segments: ClassVar[bool] = False
+    # params that shape only `embed`'s output, never training (e.g. `clip_scale`): a change of them keeps the
+    # trained weights (the train stage re-exports the embeddings instead of training again)
+    export_params: ClassVar[frozenset[str]] = frozenset()
     params: Any  # the params_cls instance the model was built with
 
     @classmethod

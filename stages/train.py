@@ -19,7 +19,9 @@ activity). Writes:
   without augmentation, and for methods that segment (VASOT) `{seq}/segment (time,)` int64 per-frame
   segment labels beside it (one store per method keeps DVC's outputs fixed per stage).
 A run interrupted after a checkpoint resumes from it when the config is unchanged (the result equals an
-uninterrupted run); a finished checkpoint with the same config is reused; a changed config starts over.
+uninterrupted run); a finished checkpoint with the same config is reused; a change of params that shape only
+the exported embedding (the method's `export_params`, e.g. `masa.clip_scale`) keeps the weights and re-exports;
+any other change starts over.
 """
 
 from __future__ import annotations
@@ -141,7 +143,13 @@ def train_model(cls, method: str, method_params, train_params: TrainParams, inpu
     log_path = folder / "log.jsonl"
     if (folder / CHECKPOINT).is_file():
         saved = load_checkpoint(folder)
-        if saved["config"] == config:
+        if _training_config(saved["config"], cls) == _training_config(config, cls):
+            if saved["config"] != config:  # only params that shape the export changed: same weights, new export
+                changed = sorted(k for k in cls.export_params
+                                 if saved["config"]["params"].get(k) != config["params"].get(k))
+                log.info("%s: only %s changed since the checkpoint (export only): keeping its weights", folder,
+                         ", ".join(changed))
+                save_checkpoint(folder, config, saved["state"], complete=saved["complete"])
             trainer.load_state_dict(saved["state"])
             _truncate_log(log_path, trainer.step)
             log.info("%s: %s checkpoint at step %d", folder, "reusing the finished" if trainer.done else "resuming from the", trainer.step)
@@ -164,6 +172,12 @@ def train_model(cls, method: str, method_params, train_params: TrainParams, inpu
     if not trainer.done:
         trainer.run(on_log, on_checkpoint, desc=f"train {method}")
     return trainer.model
+
+
+def _training_config(config: dict[str, Any], cls) -> dict[str, Any]:
+    """`config` without the method's export-only params (`AlignmentMethod.export_params`): what the weights
+    depend on."""
+    return {**config, "params": {k: v for k, v in config["params"].items() if k not in cls.export_params}}
 
 
 def _truncate_log(path: Path, step: int) -> None:

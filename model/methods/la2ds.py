@@ -169,6 +169,7 @@ def heatmap_views(augment: HeatmapAugment, batch: Batch, p: HeatmapBranchParams,
 
 class La2ds(AlignmentMethod):
     params_cls = La2dsParams
+    export_params = frozenset({"clip_scale"})  # weights the exported clip part only
 
     @classmethod
     def inputs(cls, params: La2dsParams) -> tuple[tuple[str, str], ...]:

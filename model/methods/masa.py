@@ -125,6 +125,7 @@ class MasaParams:
 
 class Masa(AlignmentMethod):
     params_cls = MasaParams
+    export_params = frozenset({"clip_scale"})  # weights the exported clip part only
 
     @classmethod
     def inputs(cls, params: MasaParams) -> tuple[tuple[str, str], ...]:

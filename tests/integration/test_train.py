@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from model.trainer import Trainer
@@ -103,8 +104,6 @@ def _val_tau(ctx, embed) -> float:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """MASA trained briefly through the stage, plus the tau of the same model untrained."""
-    import torch
-
     from model.embedder import Embedder
     from model.method import InputSpec
     from model.registry import get_method
@@ -150,8 +149,6 @@ def test_embeddings_cover_every_sequence_and_match_the_checkpoint(trained):
 
 @pytest.mark.slow
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    import torch
-
     from pipeline.checkpoint import load_checkpoint
 
     runs = {}
@@ -214,20 +211,34 @@ def test_per_activity_models(tmp_path):
         embedder.embed({"joints_2d": joints})
 
 
-def test_a_param_that_shapes_only_the_embedding_recomputes_the_embeddings(tmp_path):
-    # masa.clip_scale weights the exported clip part and nothing in training: the weights come out the same, so
-    # an embedding store keyed by the weights alone would keep the old scale
+def test_a_param_that_shapes_only_the_embedding_keeps_the_weights_and_recomputes_the_embeddings(tmp_path):
+    # masa.clip_scale weights the exported clip part and nothing in training (Masa.export_params): the weights
+    # are kept, not trained again, and the stored embeddings must follow the new scale
     ctx = _write_dataset(tmp_path, per_activity=(1, 1))
     _write_params(tmp_path, {"epochs": 1}, {"masa": {"clip_token": True, "clip_scale": 1.0}})
     train.run(ctx, "masa", device="cpu")
+    folder = ctx.models_dir("masa")
     before = ArtifactStore(ctx.artifact("embeddings_masa")).read("squat_00", "embedding")
+    weights = load_checkpoint(folder)["state"]["model"]
+    log_before = (folder / "log.jsonl").read_text()
     _write_params(tmp_path, {"epochs": 1}, {"masa": {"clip_token": True, "clip_scale": 3.0}})
     train.run(ctx, "masa", device="cpu")
     after = ArtifactStore(ctx.artifact("embeddings_masa")).read("squat_00", "embedding")
     half = TINY["masa"]["d_model"]
-    np.testing.assert_allclose(after[:, :half], before[:, :half], atol=1e-6)  # the same weights
+    np.testing.assert_array_equal(after[:, :half], before[:, :half])  # the same weights
     np.testing.assert_allclose(after[:, half:], 3.0 * before[:, half:], rtol=1e-5, atol=1e-6)
     assert np.abs(before[:, half:]).max() > 0
+    saved = load_checkpoint(folder)
+    assert (folder / "log.jsonl").read_text() == log_before  # no training step ran
+    assert all(torch.equal(saved["state"]["model"][k], v) for k, v in weights.items())
+    assert saved["config"]["params"]["clip_scale"] == 3.0  # what `embed` and `evaluate --trained-on` build
+    joints = ArtifactStore(ctx.artifact("keypoints")).read("squat_00", "joints_2d")
+    np.testing.assert_allclose(load_embedder(folder, "cpu").embed({"joints_2d": joints}),
+                               after, rtol=1e-5, atol=1e-6)
+
+    _write_params(tmp_path, {"epochs": 1}, {"masa": {"clip_token": True, "clip_scale": 3.0, "temperature": 0.2}})
+    train.run(ctx, "masa", device="cpu")  # a param training reads: trained again from scratch
+    assert not all(torch.equal(load_checkpoint(folder)["state"]["model"][k], v) for k, v in weights.items())
 
 
 def test_a_checkpoint_whose_params_this_code_does_not_know_is_refused_with_the_way_out(tmp_path):
