@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 # metrics/<D>/<run>.json: (key, metric of the full report, field of its entry); percentages stay fractions
 HEADLINE = (
     ("tau", "kendalls_tau", "overall"),
+    ("tau_content", "kendalls_tau_content", "overall"),  # the part of tau position cannot give (t/T: 0)
     ("ap10", "retrieval_ap_at_10", "overall"),
     ("cls100", "phase_classification_svm_100pct", "overall"),
     ("progress", "phase_progression", "overall"),  # R^2 floored at 0 (below: worse than a constant, meaningless)
@@ -104,17 +105,22 @@ def run(ctx: StageContext, method: str, trained_on: str | None = None, device: s
     if method == "raw" and trained_on is not None:
         raise EvaluateError("--trained-on needs a trained method, not 'raw'")
 
-    features = _learned(ctx, method, trained_on, device, train, val)
+    models_dir = ctx.workdir / "models" / (trained_on or ctx.name) / method
+    model = TrainedModel(models_dir, device)
+    features = _learned(ctx, method, trained_on, model, train, val)
     features.update(_baselines(ctx, train, val))
     results: dict[str, ProtocolResult] = {}
     for feat, (tr, va) in features.items():
         log.info("%s/%s: evaluating %s features (%d train, %d %s videos)",
                  ctx.name, name, feat, len(tr), len(va), eval_split)
-        results[feat] = evaluate_features(train.videos(tr), val.videos(va), params.protocol, seed=params.seed)
+        backward, reason = _backward(ctx, feat, va, model, val)
+        results[feat] = evaluate_features(train.videos(tr), val.videos(va), params.protocol, seed=params.seed,
+                                          backward=backward)
+        if reason is not None:
+            results[feat].skipped["kendalls_tau_content"] = reason
 
-    models_dir = ctx.workdir / "models" / (trained_on or ctx.name) / method
     report = _report(ctx, method, trained_on, eval_split, train, val, results, params, models_dir)
-    _add_model_studies(ctx, method, trained_on, device, train, val, params, report)
+    _add_model_studies(ctx, method, trained_on, model, train, val, params, report)
     timings = {
         "train_s": train_seconds(models_dir),
         "evaluate_s": time.perf_counter() - start,
@@ -134,7 +140,8 @@ def run(ctx: StageContext, method: str, trained_on: str | None = None, device: s
     return {**report, "seconds": timings}
 
 
-def _add_model_studies(ctx, method, trained_on, device, train: Split, val: Split, params, report) -> None:
+def _add_model_studies(ctx, method, trained_on, model: TrainedModel, train: Split, val: Split, params,
+                       report) -> None:
     """The method's own segmentation and the robustness study, into `report` (or the reason they were skipped)."""
     if trained_on is None and method != "raw":
         predicted = _predicted_segmentation(ctx, method, val, params.protocol.segment_overlaps)
@@ -145,7 +152,7 @@ def _add_model_studies(ctx, method, trained_on, device, train: Split, val: Split
     elif trained_on is not None:
         robust, reason = None, "not run on generalisation runs (--trained-on)"
     else:
-        robust, reason = _robustness(ctx, method, device, train, val, params)
+        robust, reason = _robustness(ctx, model, train, val, params)
     report["robustness"] = robust
     if robust is None:
         report["skipped"]["robustness"] = reason
@@ -193,15 +200,15 @@ def model_setting(models_dir: Path) -> bool | None:
     return bool(json.loads(configs[0].read_text())["train"]["multi_activity"])
 
 
-def _learned(ctx: StageContext, method: str, trained_on: str | None, device: str, train: Split, val: Split):
+def _learned(ctx: StageContext, method: str, trained_on: str | None, model: TrainedModel, train: Split,
+             val: Split):
     """{"learned": (train, val) embeddings}: from the method's store, or embedded by the model trained on
     another dataset; {} for method 'raw'."""
     if trained_on is not None:
         from stages.shared.inputs import check_model_heatmaps
 
-        models_dir = ctx.workdir / "models" / trained_on / method
-        embedder = _load_embedder(models_dir, device)
-        check_model_heatmaps(models_dir, ctx.artifact("heatmaps"))  # maps made like the training ones, or refuse
+        embedder = model()
+        check_model_heatmaps(model.models_dir, ctx.artifact("heatmaps"))  # maps made like the training ones, or refuse
         return {"learned": tuple(_embed(ctx, embedder, s) for s in (train, val))}
     if method != "raw":
         url = ctx.artifact(f"embeddings_{method}")
@@ -286,6 +293,57 @@ def _baselines(ctx: StageContext, train: Split, val: Split) -> dict[str, tuple[l
     return out
 
 
+def _backward(ctx: StageContext, feat: str, forward: list[np.ndarray], model: TrainedModel,
+              val: Split) -> tuple[list[np.ndarray] | None, str | None]:
+    """Per val video, feature set `feat` of the video played backwards (for the content tau,
+    `model.metrics.alignment.content_tau`), or (None, why not): the learned embeddings from the trained model
+    on its inputs reversed in time; t/T is the same backwards (position alone); per-frame baselines are their
+    rows reversed."""
+    if feat == "time":
+        return forward, None
+    if feat != "learned":
+        return [f[::-1] for f in forward], None
+    if not model.models_dir.is_dir():
+        return None, f"no trained model at {model.models_dir} to embed the videos played backwards"
+    from model.metrics.robustness import embed_sequences
+
+    embedder = model()
+    items = [{name: TimeReversed(array) for name, array in item.items()} for item in _inputs(ctx, embedder, val)]
+    backward = embed_sequences(embedder, items, val.ids, val.activities)
+    if backward and backward[0].shape[1] != forward[0].shape[1]:
+        raise EvaluateError(f"the stored embeddings of {val.ids[0]} have {forward[0].shape[1]} features, the model at "
+                            f"{model.models_dir} makes {backward[0].shape[1]}: re-run its train stage")
+    return backward, None
+
+
+class TimeReversed:
+    """One sequence's array (T, ...) played backwards, read when a batch reads it (`np.asarray`), padded in the
+    wrapped array's `batch_dtype` (`model.batch.collate`) as the forward pass pads it."""
+
+    def __init__(self, array: Any):
+        self.array = array
+        self.batch_dtype = getattr(array, "batch_dtype", np.dtype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(self.array, dtype=dtype)[::-1])
+
+
+class TrainedModel:
+    """The run's trained model(s), loaded on first use and then shared: the learned features of a
+    `--trained-on` run, the videos played backwards and the robustness study embed with one loaded model."""
+
+    def __init__(self, models_dir: Path, device: str):
+        self.models_dir, self.device, self._embedder = models_dir, device, None
+
+    def __call__(self):
+        if self._embedder is None:
+            self._embedder = _load_embedder(self.models_dir, self.device)
+        return self._embedder
+
+
 def _load_embedder(models_dir: Path, device: str):
     if not models_dir.is_dir():
         raise EvaluateError(f"no trained model at {models_dir} (run `pipeline train` for it first)")
@@ -321,15 +379,14 @@ def _embed(ctx: StageContext, embedder, split: Split) -> list[np.ndarray]:
     return embed_sequences(embedder, _inputs(ctx, embedder, split), split.ids, split.activities)
 
 
-def _robustness(ctx, method, device, train: Split, val: Split, params: EvaluateParams):
+def _robustness(ctx, model: TrainedModel, train: Split, val: Split, params: EvaluateParams):
     """(results, None) or (None, reason) when there is no model or it reads neither keypoints nor maps made
     from them. A model that reads heatmaps gets maps re-rendered from the perturbed joints (`_rerender`)."""
     from model.metrics.robustness import JOINTS, robustness
 
-    models_dir = ctx.models_dir(method)
-    if not models_dir.is_dir():
-        return None, f"no trained model at {models_dir}"
-    embedder = _load_embedder(models_dir, device)
+    if not model.models_dir.is_dir():
+        return None, f"no trained model at {model.models_dir}"
+    embedder = model()
     reads = [array for _, array in embedder.inputs]
     derive, val_inputs = None, _inputs(ctx, embedder, val)
     if JOINTS not in reads:

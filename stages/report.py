@@ -28,6 +28,7 @@ COLUMNS = (  # header, metric key, field of the metric's dict
     ("LogReg 100%", "phase_classification_logreg_100pct", "overall"),
     ("Progress", "phase_progression", "overall"),
     ("Tau", "kendalls_tau", "overall"),
+    ("Tau (content)", "kendalls_tau_content", "overall"),
     ("AP@5", "retrieval_ap_at_5", "overall"),
     ("AP@10", "retrieval_ap_at_10", "overall"),
     ("AP@15", "retrieval_ap_at_15", "overall"),

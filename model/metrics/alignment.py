@@ -7,6 +7,8 @@ TCC / LAV / CASA / LA2DS / MASA:
 - Kendall's tau: every ordered pair of videos (within an activity when `groups` is given), both subsampled
   by `stride`; each query frame's nearest neighbour by squared Euclidean distance; tau-b between 0..n-1 and
   the neighbour indices (exactly scipy.stats.kendalltau's tau-b, vectorised); NaN pairs dropped and counted.
+- Content tau (this project's): the same pairs with the partner played backwards; (tau - that) / 2 is 0 for
+  position alone (t/T) and tau for per-frame features (`content_tau`).
 - Frame retrieval AP@K: per frame, the share of its K nearest frames from *other* videos with its label;
   mean over the video's frames, then over videos (then over groups).
 - Phase classification: the first floor(f * N) training videos (at least one), all their frames; an RBF SVM
@@ -87,21 +89,27 @@ def _nearest_frames(query: np.ndarray, flat: np.ndarray, lengths: np.ndarray) ->
 
 
 def kendalls_tau_per_group(
-    embeddings: Sequence[np.ndarray], groups: Sequence[str] | None = None, stride: int = 2
+    embeddings: Sequence[np.ndarray], groups: Sequence[str] | None = None, stride: int = 2,
+    partners: Sequence[np.ndarray] | None = None,
 ) -> dict[str, tuple[float, int, int]]:
     """Per group: (mean tau over its valid ordered pairs, number of pairs, number of NaN pairs dropped).
 
     Pairs are formed only between different videos of the same group (all videos form one group "all"
-    when `groups` is None). A group with fewer than two videos has no pairs and a NaN mean.
+    when `groups` is None). A group with fewer than two videos has no pairs and a NaN mean. `partners`: per
+    video, the embeddings its partners' frames are searched in instead of `embeddings` (e.g. the videos played
+    backwards, `content_tau`).
     """
     groups = ["all"] * len(embeddings) if groups is None else list(groups)
-    if len(groups) != len(embeddings):
-        raise ValueError(f"{len(groups)} groups for {len(embeddings)} videos")
+    partners = embeddings if partners is None else partners
+    if not len(groups) == len(embeddings) == len(partners):
+        raise ValueError(f"{len(groups)} groups for {len(embeddings)} videos and {len(partners)} partners")
     result = {}
     for name in sorted(set(groups)):
-        members = [np.asarray(embeddings[i], dtype=np.float64)[::stride] for i, g in enumerate(groups) if g == name]
-        lengths = np.array([len(m) for m in members])
-        flat = np.concatenate(members)
+        rows = [i for i, g in enumerate(groups) if g == name]
+        members = [np.asarray(embeddings[i], dtype=np.float64)[::stride] for i in rows]
+        searched = members if partners is embeddings else [np.asarray(partners[i], np.float64)[::stride] for i in rows]
+        lengths = np.array([len(m) for m in searched])
+        flat = np.concatenate(searched)
         taus = []
         for q, query in enumerate(members):
             if len(members) > 1:
@@ -125,6 +133,25 @@ def kendalls_tau(
     means = [m for m, _, _ in per_group.values() if not math.isnan(m)]
     dropped = sum(d for _, _, d in per_group.values())
     return (float(np.mean(means)) if means else math.nan), dropped
+
+
+def content_tau(tau: dict[str, float], backward: Sequence[np.ndarray], forward: Sequence[np.ndarray],
+                groups: Sequence[str] | None = None, stride: int = 2) -> tuple[dict[str, float], dict[str, float]]:
+    """The part of Kendall's tau that position cannot give: per group, (tau against partners played
+    backwards, (tau - that) / 2).
+
+    tau: per group, Kendall's tau of `forward` (`kendalls_tau_per_group`'s means); forward: per video (T_v, D)
+    embeddings; backward: per video, the embeddings of the same video played backwards (its frames reversed in
+    time, then embedded: reversed rows for per-frame features, the same t/T for position). Each video's frames
+    are matched in every other video of its group played backwards. Features that follow what the frames show
+    find the partner's order reversed (tau_reversed near -tau); features that encode position alone find the
+    same order (tau_reversed = tau: t/T scores 0.996 both ways). So content tau is 0 for position alone and tau
+    for features computed frame by frame; a model scores between the two by how much of its alignment follows
+    the frames rather than their place in the video.
+    """
+    per = kendalls_tau_per_group(forward, groups, stride, partners=backward)
+    reversed_ = {g: m for g, (m, _, _) in per.items()}
+    return reversed_, {g: (tau[g] - reversed_[g]) / 2 for g in reversed_}
 
 
 # ----------------------------------------------------------------------------- retrieval

@@ -2,6 +2,8 @@
 
 Everything per activity (the literature evaluates one activity at a time) and overall:
 - kendalls_tau: pairs within an activity; overall = mean over activities; NaN pairs counted.
+- kendalls_tau_reversed, kendalls_tau_content: the same pairs with the partner played backwards, and
+  (tau - that) / 2: the part of tau position cannot give (0 for t/T), when the caller passes `backward`.
 - activity_retrieval_ap_at_K: neighbours from every activity; overall = mean over videos.
 - retrieval_ap_at_K, phase_classification_<clf>_<pct>pct, phase_progression: a classifier / regressor per
   activity, fitted on that activity's training videos (in index order); overall = mean over activities.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -99,14 +101,17 @@ def summary(per_activity: dict[str, float], overall: float | None = None) -> dic
     return {"overall": overall, "per_activity": dict(sorted(per_activity.items()))}
 
 
-def evaluate_features(train: VideoSet, val: VideoSet, params: ProtocolParams, *, seed: int = 0) -> ProtocolResult:
-    """Every metric of the protocol for one feature set (train: classifiers' data; val: evaluated videos).
+def evaluate_features(train: VideoSet, val: VideoSet, params: ProtocolParams, *, seed: int = 0,
+                      backward: Sequence[np.ndarray] | None = None) -> ProtocolResult:
+    """Every metric of the protocol for one feature set (train: classifiers' data; val: evaluated videos);
+    with `backward` (per val video, its features when it is played backwards) also the content tau
+    (`model.metrics.alignment.content_tau`).
 
     Runs with one BLAS / OpenMP thread: the protocol is many small fits and distance blocks, where threads
     cost more than they save (3-100x slower with two threads on a busy two-core machine, measured).
     """
     with single_threaded():
-        return _evaluate(train, val, params, seed)
+        return _evaluate(train, val, params, seed, backward)
 
 
 @contextmanager
@@ -125,15 +130,22 @@ def single_threaded() -> Iterator[None]:
         yield
 
 
-def _evaluate(train: VideoSet, val: VideoSet, params: ProtocolParams, seed: int) -> ProtocolResult:
+def _evaluate(train: VideoSet, val: VideoSet, params: ProtocolParams, seed: int,
+              backward: Sequence[np.ndarray] | None) -> ProtocolResult:
     res = ProtocolResult()
     with res.timed("kendalls_tau"):
         per = M.kendalls_tau_per_group(val.embeddings, val.activities, params.tau_stride)
+        tau = {a: m for a, (m, _, _) in per.items()}
         res.metrics["kendalls_tau"] = {
-            **summary({a: m for a, (m, _, _) in per.items()}),
+            **summary(tau),
             "pairs": sum(n for _, n, _ in per.values()),
             "dropped_pairs": sum(d for _, _, d in per.values()),
         }
+    if backward is not None:
+        with res.timed("kendalls_tau_content"):
+            reversed_, content = M.content_tau(tau, backward, val.embeddings, val.activities, params.tau_stride)
+            res.metrics["kendalls_tau_reversed"] = summary(reversed_)
+            res.metrics["kendalls_tau_content"] = summary(content)
     _activity_retrieval(val, params, res)
     _action_recognition(train, val, params, res, seed)
     if train.labels is None or val.labels is None:

@@ -15,7 +15,8 @@ def test_evaluate_raw_then_report(project):
     metrics = json.loads((project / "reports" / "runs" / "sample" / "raw.json").read_text())
     assert metrics["eval_split"] == "val" and metrics["frame_labels"] is True
     headline = json.loads((project / "metrics" / "sample" / "raw.json").read_text())
-    assert set(headline) <= {"tau", "ap10", "cls100", "progress", "act_ret10", "action", "mof"} and "tau" in headline
+    keys = {"tau", "tau_content", "ap10", "cls100", "progress", "act_ret10", "action", "mof"}
+    assert set(headline) <= keys and {"tau", "tau_content"} <= set(headline)
     assert "time" in metrics["features"]  # t/T is always there, whatever other stores exist
     assert metrics["features"]["time"]["phase_progression"]["overall"] > 0.5
     assert (project / "plots" / "sample" / "raw" / "tau_per_activity.png").is_file()

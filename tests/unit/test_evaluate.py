@@ -22,7 +22,8 @@ from stages import report as report_stage
 REPO = Path(__file__).resolve().parents[2]
 ACTIVITIES = ("jump", "squat", "wave")
 METRICS = [
-    "kendalls_tau", "activity_retrieval_ap_at_5", "activity_retrieval_ap_at_10", "action_recognition",
+    "kendalls_tau", "kendalls_tau_reversed", "kendalls_tau_content",
+    "activity_retrieval_ap_at_5", "activity_retrieval_ap_at_10", "action_recognition",
     "retrieval_ap_at_5", "retrieval_ap_at_10", "retrieval_ap_at_15", "phase_progression", "segmentation_kmeans",
     "segmental_f1_at_10", "segmental_f1_at_25", "segmental_f1_at_50", "edit", "segment_action_recognition",
 ] + [f"phase_classification_{c}_{p}pct" for c in ("svm", "logreg") for p in (10, 50, 100)]
@@ -70,13 +71,17 @@ def build_dataset(root: Path, *, labelled: bool = True, method: str = "fake", pl
 
 
 class FakeEmbedder:
-    """A test double of the trainer's Embedder: normalised keypoints and time, read from joints_2d."""
+    """A test double of the trainer's Embedder: normalised keypoints, time and the activity's one-hot code (what
+    `build_dataset` stores as its embeddings), read from joints_2d."""
 
     inputs = (("keypoints", "joints_2d"),)
 
     def embed(self, arrays: dict[str, np.ndarray], activity: str | None = None) -> np.ndarray:
-        joints = arrays["joints_2d"]
-        return np.concatenate([normalise_keypoints(joints, PENN13), time_feature(len(joints))], 1)
+        joints = np.asarray(arrays["joints_2d"])  # as `model.batch.collate` reads an array-like
+        code = np.zeros((len(joints), len(ACTIVITIES)))
+        if activity is not None:
+            code[:, ACTIVITIES.index(activity)] = 1
+        return np.concatenate([normalise_keypoints(joints, PENN13), time_feature(len(joints)), code], 1)
 
 
 def _fake_val_embeddings(ctx: StageContext) -> tuple[list[np.ndarray], list[str]]:
@@ -126,6 +131,11 @@ def test_end_to_end_writes_every_metric_for_every_feature(tmp_path, fake_trainer
     assert set(learned["kendalls_tau"]["per_activity"]) == set(ACTIVITIES)
     assert learned["action_recognition"]["overall"] == 1.0  # the embedding carries a one-hot activity code
     assert report["features"]["time"]["kendalls_tau"]["overall"] > 0.98  # ties only where lengths differ
+    content = {f: m["kendalls_tau_content"]["overall"] for f, m in report["features"].items()}
+    assert content["time"] == 0.0  # position alone: the same order whichever way the partner plays
+    # the fake model embeds keypoints and time: its content tau lies between position's and the keypoints'
+    assert 0.1 < content["learned"] < content["raw_keypoints"]
+    assert content["raw_keypoints"] > 0.5 * report["features"]["raw_keypoints"]["kendalls_tau"]["overall"]
     assert report["skipped"] == {} and report["multi_activity"] is True
     assert "seconds" not in report  # wall-clock figures live in timings/, not in the DVC output
     assert report["sklearn_version"] and report["params"]["protocol"]["tau_stride"] == 2
@@ -147,7 +157,8 @@ def test_headline_metrics_are_one_flat_level_of_rounded_numbers(tmp_path, fake_t
     evaluate.run(ctx, method="fake", device="cpu")
     headline = json.loads(ctx.metrics_path("fake").read_text())
     full = json.loads(evaluate.report_path(tmp_path, "tiny", "fake").read_text())["features"]["learned"]
-    assert list(headline) == ["tau", "ap10", "cls100", "progress", "act_ret10", "action"]  # no MoF: no own segments
+    # no MoF: no own segments
+    assert list(headline) == ["tau", "tau_content", "ap10", "cls100", "progress", "act_ret10", "action"]
     assert all(isinstance(v, float) and v == round(v, 4) for v in headline.values())
     assert headline["tau"] == round(full["kendalls_tau"]["overall"], 4)
     assert headline["cls100"] == round(full["phase_classification_svm_100pct"]["overall"], 4)

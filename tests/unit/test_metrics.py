@@ -52,6 +52,39 @@ def test_tau_groups_pair_within_an_activity_and_average_over_activities():
     assert M.kendalls_tau(embs, stride=1, groups=["a", "a", "b", "b"]) == (pytest.approx(0.0), 0)
 
 
+def test_content_tau_is_zero_for_position_and_tau_for_per_frame_features():
+    rng = np.random.default_rng(4)
+    lengths = [31, 40, 27, 35]
+    # per-frame features of one motion seen at different speeds (each video samples the same smooth path)
+    path = np.cumsum(rng.normal(size=(200, 3)), axis=0)
+    frames = [path[np.linspace(0, 199, n).round().astype(int)] for n in lengths]
+    position = [np.linspace(0, 1, n)[:, None] for n in lengths]  # t/T: the same when played backwards
+    groups = ["a", "a", "b", "b"]
+    for forward, backward, expected in ((frames, [f[::-1] for f in frames], "tau"), (position, position, 0.0)):
+        tau = {g: m for g, (m, _, _) in M.kendalls_tau_per_group(forward, groups, 1).items()}
+        reversed_, content = M.content_tau(tau, backward, forward, groups, stride=1)
+        for g in ("a", "b"):
+            assert tau[g] > 0.9
+            assert content[g] == pytest.approx(tau[g] if expected == "tau" else 0.0)
+            assert reversed_[g] == pytest.approx(-tau[g] if expected == "tau" else tau[g])
+
+
+def test_tau_against_partners_matches_each_query_in_the_other_videos_partner_features():
+    rng = np.random.default_rng(5)
+    embs = [rng.normal(size=(n, 3)) for n in (12, 15, 9)]
+    partners = [rng.normal(size=(n, 3)) for n in (12, 15, 9)]
+    expected = []
+    for i, a in enumerate(embs):
+        for j, b in enumerate(partners):
+            if i != j:
+                nn = ((a[:, None] - b[None]) ** 2).sum(-1).argmin(1)
+                expected.append(kendalltau(np.arange(len(nn)), nn).statistic)
+    per = M.kendalls_tau_per_group(embs, None, 1, partners=partners)
+    assert per["all"] == (pytest.approx(np.mean(expected)), 6, 0)
+    with pytest.raises(ValueError, match="partners"):
+        M.kendalls_tau_per_group(embs, None, 1, partners=partners[:2])
+
+
 def test_retrieval_ap_on_a_hand_built_labelling():
     # Video 0 queries video 1 (and vice versa); 1-d embeddings make the neighbours obvious.
     v0 = np.array([[0.0], [10.0]])
