@@ -73,7 +73,7 @@ def test_generated_results_are_tracked_by_git_and_small(team):
             "losses/sample/masa/loss.tsv", "losses/sample/fusion_late/fused.tsv"} <= set(tracked)
     assert not [t for t in tracked if t.startswith(("data/", "models/", "plots/", "timings/"))]
     headline = json.loads((a / "metrics" / "sample" / "masa.json").read_text())
-    assert set(headline) == {"tau", "ap10", "cls100", "progress", "act_ret10", "action"}
+    assert set(headline) == {"tau", "tau_content", "ap10", "cls100", "progress", "act_ret10", "action"}
     shown = run(["dvc", "metrics", "show"], a).stdout
     assert max(len(line) for line in shown.splitlines()) < 120, shown  # one line per run, fits a terminal
 
