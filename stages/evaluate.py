@@ -4,7 +4,9 @@ Reads `data/<D>/index.parquet` (splits, activities, per-frame labels) and
 - the learned embeddings `data/<D>/embeddings_<method>.zarr` `{seq}/embedding (time, feature)`, or, with
   `trained_on=D2`, embeds D's sequences with the model trained on D2 (`models/<D2>/<method>`);
 - the raw inputs as "no learning" baselines: normalised 2D keypoints (`keypoints.zarr {seq}/joints_2d`) and
-  DINOv2 features (`dino.zarr {seq}/feature`), each when its store exists, and always normalised time t/T.
+  DINOv2 features (`dino.zarr {seq}/feature`), each when its store exists, and always normalised time t/T;
+- the trained model (`models/<D>/<method>`, or D2's): it embeds every evaluated sequence played backwards (the
+  content tau, `model.metrics.alignment.content_tau`) and the perturbed ones of the robustness study.
 Writes, for run name `<method>` (or `<method>_from_<D2>`):
 - `metrics/<D>/<run>.json`: the headline numbers of the learned embeddings, one flat level (`HEADLINE`), the
   file `dvc metrics show / diff` and `dvc exp show` read;
