@@ -79,7 +79,9 @@ class MasaParams:
     projection head and the cluster predictor; temperature of the cosine matching; loss_combination: "printed"
     (eq. 9 as printed) or "sum" (matching + cluster_weight * clustering); dual augmentation: trim keeps at
     least trim_min_fraction of the frames, each view is resampled at a rate in [rate_min, rate_max] times the
-    window length, at most max_frames frames; augment: spatial skeleton augmentations per view."""
+    window length, at most max_frames frames; augment: spatial skeleton augmentations per view;
+    position_encoding: each frame's index encoded into its token (the paper's); false: the encoder sees no order,
+    so a frame is placed by what it shows, not where it lies (docs/research-log.md: content tau)."""
 
     inputs: tuple[str, ...]
     normalise: Literal["sequence", "frame"]
@@ -90,6 +92,7 @@ class MasaParams:
     layers: int
     ff_mult: int
     dropout: float
+    position_encoding: bool
     proj_hidden: int
     proj_dim: int
     proj_layers: int
@@ -174,9 +177,13 @@ class Masa(AlignmentMethod):
 
     # ------------------------------------------------------------------ inputs
     def _tokens(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, F) -> frame MLP + positional encoding (B, T, d_model), zero on padding, and its mask; with
-        `clip_token`, a learned clip token (no position) leads every sequence: (B, T + 1, d_model)."""
-        tokens = (self.frame_mlp(x) + self.pe(frame_positions(mask))) * mask.unsqueeze(-1)
+        """(B, T, F) -> frame MLP + positional encoding (B, T, d_model; without `position_encoding`, the MLP
+        alone), zero on padding, and its mask; with `clip_token`, a learned clip token (no position) leads every
+        sequence: (B, T + 1, d_model)."""
+        tokens = self.frame_mlp(x)
+        if self.params.position_encoding:
+            tokens = tokens + self.pe(frame_positions(mask))
+        tokens = tokens * mask.unsqueeze(-1)
         if self.clip_token is None:
             return tokens, mask
         B = tokens.shape[0]

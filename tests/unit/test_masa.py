@@ -67,6 +67,21 @@ def test_clip_token_output_is_appended_to_every_frame():
     assert torch.all(u[2, 7:] == 0)
 
 
+@pytest.mark.parametrize("clip_token", [False, True])
+def test_without_position_encoding_a_video_played_backwards_gets_its_embedding_reversed(clip_token):
+    # no frame index reaches the encoder: attention over a set of frames places each by what it shows
+    rng = np.random.default_rng(1)
+    joints = np.concatenate([rng.normal(80, 15, (15, 13, 2)), np.ones((15, 13, 1))], -1)
+    forward, backward = collate([{"joints_2d": joints}]), collate([{"joints_2d": joints[::-1].copy()}])
+    d = masa_params().d_model
+    for position_encoding in (False, True):
+        torch.manual_seed(0)
+        model = Masa.build(masa_params(position_encoding=position_encoding, clip_token=clip_token), SPEC).eval()
+        with torch.no_grad():
+            u, v = model.embed(forward)[0, :, :d], model.embed(backward)[0, :, :d]
+        assert torch.allclose(v.flip(0), u, atol=1e-5) is not position_encoding
+
+
 def test_clip_scale_weights_only_the_clip_part_of_the_embedding():
     torch.manual_seed(0)
     model = Masa.build(masa_params(clip_token=True), SPEC).eval()
