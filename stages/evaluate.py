@@ -308,10 +308,12 @@ def _backward(ctx: StageContext, feat: str, forward: list[np.ndarray], model: Tr
     if not model.models_dir.is_dir():
         return None, f"no trained model at {model.models_dir} to embed the videos played backwards"
     from model.metrics.robustness import embed_sequences
+    from pipeline.runner import progress
 
     embedder = model()
     items = [{name: TimeReversed(array) for name, array in item.items()} for item in _inputs(ctx, embedder, val)]
-    backward = embed_sequences(embedder, items, val.ids, val.activities)
+    with progress(total=len(items), desc="evaluate: embed played backwards", unit="seq") as bar:
+        backward = embed_sequences(embedder, items, val.ids, val.activities, progress=bar.update)
     if backward and backward[0].shape[1] != forward[0].shape[1]:
         raise EvaluateError(f"the stored embeddings of {val.ids[0]} have {forward[0].shape[1]} features, the model at "
                             f"{model.models_dir} makes {backward[0].shape[1]}: re-run its train stage")
@@ -385,6 +387,7 @@ def _robustness(ctx, model: TrainedModel, train: Split, val: Split, params: Eval
     """(results, None) or (None, reason) when there is no model or it reads neither keypoints nor maps made
     from them. A model that reads heatmaps gets maps re-rendered from the perturbed joints (`_rerender`)."""
     from model.metrics.robustness import JOINTS, robustness
+    from pipeline.runner import progress
 
     if not model.models_dir.is_dir():
         return None, f"no trained model at {model.models_dir}"
@@ -395,10 +398,13 @@ def _robustness(ctx, model: TrainedModel, train: Split, val: Split, params: Eval
         if HEATMAP not in reads:
             return None, f"the model reads {list(embedder.inputs)}, neither {JOINTS} nor {HEATMAP}"
         derive = _rerender(ctx, val_inputs, val.ids)
-    return robustness(
-        embedder, train.videos([]), val.videos([]), _inputs(ctx, embedder, train), val_inputs,
-        get_layout(ctx.dataset.layout), params.robustness, params.protocol, seed=params.seed, derive=derive,
-    ), None
+    total = len(train.ids) + params.robustness.settings * len(val.ids)
+    with progress(total=total, desc="evaluate: robustness", unit="seq") as bar:
+        return robustness(
+            embedder, train.videos([]), val.videos([]), _inputs(ctx, embedder, train), val_inputs,
+            get_layout(ctx.dataset.layout), params.robustness, params.protocol, seed=params.seed, derive=derive,
+            progress=bar.update,
+        ), None
 
 
 def _rerender(ctx: StageContext, inputs: list[dict[str, np.ndarray]], ids: list[str]):

@@ -42,8 +42,10 @@ def embed_sequences(
     ids: Sequence[str],
     activities: Sequence[str],
     batch_size: int = 16,
+    progress: Callable[[int], object] | None = None,
 ) -> list[np.ndarray]:
-    """Per sequence, its (T_i, D) float32 embedding; batches of similar length when `embed_many` exists."""
+    """Per sequence, its (T_i, D) float32 embedding; batches of similar length when `embed_many` exists.
+    `progress(n)` after each batch of n sequences (e.g. a tqdm bar's `update`)."""
     many = getattr(embedder, "embed_many", None)
     order = sorted(range(len(items)), key=lambda i: len(next(iter(items[i].values()))))
     out: list[np.ndarray] = [np.empty(0)] * len(items)
@@ -62,6 +64,8 @@ def embed_sequences(
             if emb.ndim != 2 or len(emb) != n:
                 raise ValueError(f"embedder returned shape {emb.shape} for sequence {ids[i]} of {n} frames")
             out[i] = emb
+        if progress is not None:
+            progress(len(chunk))
     return out
 
 
@@ -74,6 +78,11 @@ class RobustnessParams:
     drop_probabilities: tuple[float, ...]
     noise_stds: tuple[float, ...]
     classifier: M.Classifier
+
+    @property
+    def settings(self) -> int:
+        """How many perturbation settings `robustness` scores: it embeds the validation sequences once for each."""
+        return len(self.drop_probabilities) + len(self.noise_stds)
 
 
 def _scores(
@@ -130,6 +139,7 @@ def robustness(
     *,
     seed: int = 0,
     derive: Derive | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, dict[str, dict[str, float | None]]]:
     """{"drop_limb": {"p25": scores, ...}, "keypoint_noise": {"std5pct": scores, ...}}.
 
@@ -138,9 +148,12 @@ def robustness(
     sequences embedded clean through the same model, so clean and perturbed features come from one path.
     derive: for a model that reads arrays made from the joints (LA2DS's heatmaps), remakes them from the
     perturbed joints, so the perturbation reaches the model as a pose estimator's error would.
+    progress(n): after every n sequences embedded, `params.settings` passes over the validation sequences
+    and one over the training sequences in all.
     """
     groups = limb_groups(layout)
-    train = train.with_embeddings(embed_sequences(embedder, train_inputs, train.ids, train.activities))
+    train = train.with_embeddings(embed_sequences(embedder, train_inputs, train.ids, train.activities,
+                                                  progress=progress))
     settings = [
         ("drop_limb", f"p{round(p * 100)}", (seed, 0, j), lambda x, rng, p=p: drop_limbs(x, groups, p, rng))
         for j, p in enumerate(params.drop_probabilities)
@@ -150,7 +163,8 @@ def robustness(
     ]
     out: dict[str, dict[str, dict[str, float | None]]] = {"drop_limb": {}, "keypoint_noise": {}}
     for kind, name, rng_key, perturb in settings:
-        embs = embed_sequences(embedder, _perturbed(val_inputs, perturb, rng_key, derive), val.ids, val.activities)
+        embs = embed_sequences(embedder, _perturbed(val_inputs, perturb, rng_key, derive), val.ids, val.activities,
+                               progress=progress)
         out[kind][name] = _scores(train, val.with_embeddings(embs), protocol, params.classifier)
         log.info("robustness: %s %s -> %s", kind, name, out[kind][name])
     return out
