@@ -2,6 +2,7 @@
 
     tokens U0 (B, T, D) --MLP--> + sinusoidal PE --cross-attention to the other sequence--> U --projection--> Z
 
+The PE is left out with `position_encoding=False` (LA2DS's switch): then no frame index reaches the head.
 Cross-attention runs both ways between the original and the augmented sequence with shared weights; at
 inference a sequence attends to itself. U is the embedding (LA2DS's f_theta "up to the cross attention
 module"); Z (projection head with one hidden layer) only feeds the loss.
@@ -19,17 +20,20 @@ from model.blocks.positional import SinusoidalPE, frame_positions
 
 class AlignmentHead(nn.Module):
     def __init__(self, *, dim: int, heads: int, cross_layers: int, proj_hidden: int, proj_dim: int,
-                 ff_mult: int = 2, dropout: float = 0.0):
+                 ff_mult: int = 2, dropout: float = 0.0, position_encoding: bool = True):
         super().__init__()
         self.mlp = mlp([dim, dim, dim])
-        self.pe = SinusoidalPE(dim)
+        self.pe = SinusoidalPE(dim) if position_encoding else None
         self.cross = nn.ModuleList(AttentionLayer(dim, heads, cross=True, ff_mult=ff_mult, dropout=dropout)
                                    for _ in range(cross_layers))
         self.norm = nn.LayerNorm(dim)
         self.projection = ProjectionHead(dim, proj_hidden, proj_dim, depth=2, batch_norm=False)
 
     def _prepare(self, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return (self.mlp(u) + self.pe(frame_positions(mask))) * mask.unsqueeze(-1)
+        x = self.mlp(u)
+        if self.pe is not None:
+            x = x + self.pe(frame_positions(mask))
+        return x * mask.unsqueeze(-1)
 
     def embed_pair(self, u1: torch.Tensor, m1: torch.Tensor, u2: torch.Tensor, m2: torch.Tensor):
         """(B, M, D), (B, M), (B, N, D), (B, N) -> the two sequences' embeddings after cross-attention."""

@@ -22,6 +22,8 @@ Clip-level additions (this project's, after MASA's; `clip_token: false, relate_w
   centroid, normalised as MASA normalises keypoints, `relate_frames` uniform frames); each step the clip vectors'
   similarities over the batch must follow it. The skeletons come from the cached maps themselves, so LA2DS
   still reads nothing but `heatmaps.zarr`.
+- `position_encoding: false` (as MASA's): no frame index reaches the temporal transformer or the alignment head,
+  so the embedding says what a frame shows, not where it lies in its clip.
 - `cross_weight` > 0: MASA's cross-video cycle-back regression (TCC) on the original view's embedding U: each
   sequence's frames must find their place in the batch's nearest *other* sequence (mined without labels by the
   cosine of the clip vectors, or of the time-averaged U without a clip token) and cycle back to themselves.
@@ -76,12 +78,15 @@ class HeatmapBranchParams:
 @dataclass(frozen=True)
 class La2dsParams(HeatmapBranchParams):
     """The heatmap branch's params, plus the clip-level additions (module docstring): clip_token; clip_scale:
-    weight of the clip part in the exported embedding; relate_*: the DTW teacher's weight, frames per
-    skeleton curve, student and teacher temperatures, and the most training sequences it accepts; cross_*: the
-    cross-video cycle-back loss's weight and softmax temperature."""
+    weight of the clip part in the exported embedding; position_encoding: the frame index encoded into the
+    temporal transformer's and the alignment head's inputs (the paper's); false: neither sees order, so a frame
+    is placed by what it shows, not where it lies (docs/research-log.md: content tau); relate_*: the DTW
+    teacher's weight, frames per skeleton curve, student and teacher temperatures, and the most training
+    sequences it accepts; cross_*: the cross-video cycle-back loss's weight and softmax temperature."""
 
     clip_token: bool
     clip_scale: float
+    position_encoding: bool
     relate_weight: float
     relate_frames: int
     relate_temperature: float
@@ -102,17 +107,19 @@ def heatmap_shape(spec: InputSpec, method: str) -> tuple[int, int]:
     return shape[0], shape[1]
 
 
-def heatmap_encoder(channels: int, size: int, p: HeatmapBranchParams, *, clip_token: bool) -> HeatmapEncoder:
+def heatmap_encoder(channels: int, size: int, p: HeatmapBranchParams, *, clip_token: bool,
+                    position_encoding: bool = True) -> HeatmapEncoder:
     """The LA2DS heatmap encoder sized by `p` (LA2DS, and late fusion's skeleton branch)."""
     return HeatmapEncoder(channels=channels, size=size, patch=p.patch, dim=p.d_model, heads=p.heads,
                           spatial_layers=p.spatial_layers, temporal_layers=p.temporal_layers, max_len=p.max_len,
-                          clip_token=clip_token, ff_mult=p.ff_mult, dropout=p.dropout)
+                          clip_token=clip_token, ff_mult=p.ff_mult, dropout=p.dropout,
+                          position_encoding=position_encoding)
 
 
-def alignment_head(p: HeatmapBranchParams) -> AlignmentHead:
+def alignment_head(p: HeatmapBranchParams, *, position_encoding: bool = True) -> AlignmentHead:
     """The LA2DS alignment head (MLP + PE + cross-attention, then projection) sized by `p`."""
     return AlignmentHead(dim=p.d_model, heads=p.heads, cross_layers=p.cross_layers, proj_hidden=p.proj_hidden,
-                         proj_dim=p.proj_dim, ff_mult=p.ff_mult, dropout=p.dropout)
+                         proj_dim=p.proj_dim, ff_mult=p.ff_mult, dropout=p.dropout, position_encoding=position_encoding)
 
 
 @dataclass
@@ -187,8 +194,9 @@ class La2ds(AlignmentMethod):
             raise ValueError("LA2DS: relate_weight > 0 needs clip_token: true (the teacher trains the clip vector)")
         self.layout = get_layout(spec.layout)
         self.augment = HeatmapAugment(self.layout, p.augment)
-        self.encoder = heatmap_encoder(channels, size, p, clip_token=p.clip_token)
-        self.head = alignment_head(p)
+        self.encoder = heatmap_encoder(channels, size, p, clip_token=p.clip_token,
+                                       position_encoding=p.position_encoding)
+        self.head = alignment_head(p, position_encoding=p.position_encoding)
         self.teacher = DtwTeacher(temperature=p.relate_temperature, teacher_temperature=p.relate_teacher_temperature,
                                   max_sequences=p.relate_max_sequences, owner="LA2DS")
 

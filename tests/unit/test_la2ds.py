@@ -82,6 +82,23 @@ def test_clip_token_appends_one_scaled_vector_per_sequence_and_leaves_the_frame_
     assert off.embed(batch).shape == (2, 9, d) and off.encoder.clip_token is None
 
 
+@pytest.mark.parametrize("clip_token", [False, True])
+def test_without_position_encoding_a_video_played_backwards_gets_its_embedding_reversed(clip_token):
+    # no frame index reaches the temporal transformer or the alignment head: each frame is placed by its maps
+    maps = _maps(_motion(12, 0, seed=3))
+    forward, backward = collate([{"heatmap": maps}]), collate([{"heatmap": maps[::-1].copy()}])
+    for position_encoding in (False, True):
+        torch.manual_seed(0)
+        params = tiny_params("la2ds", clip_token=clip_token, relate_weight=0.0, position_encoding=position_encoding)
+        model = La2ds.build(params, SPEC).eval()
+        d = model.params.d_model
+        with torch.no_grad():
+            u, v = model.embed(forward)[0, :, :d], model.embed(backward)[0, :, :d]
+        assert torch.allclose(v.flip(0), u, atol=1e-5) is not position_encoding
+        assert (model.encoder.temporal_pe is None) is not position_encoding
+        assert (model.head.pe is None) is not position_encoding
+
+
 def test_relate_distils_dtw_between_the_skeletons_the_heatmaps_show():
     seqs = [{"heatmap": _maps(_motion(n, kind, seed=n))} for n, kind in ((12, 0), (16, 0), (10, 1), (14, 1))]
     seqs.append({"heatmap": _maps(_mirror(_motion(12, 0, seed=12)))})  # sequence 0 in a mirror
