@@ -391,6 +391,8 @@ def _robustness(ctx, model: TrainedModel, train: Split, val: Split, params: Eval
 
     if not model.models_dir.is_dir():
         return None, f"no trained model at {model.models_dir}"
+    if not params.robustness.settings:
+        return None, "evaluate.robustness lists no drop probabilities and no noise levels"
     embedder = model()
     reads = [array for _, array in embedder.inputs]
     derive, val_inputs = None, _inputs(ctx, embedder, val)

@@ -190,6 +190,18 @@ def test_without_labels_label_metrics_are_null_with_a_reason(tmp_path):
     assert report["robustness"] is None and "raw" in report["skipped"]["robustness"]
 
 
+def test_robustness_with_no_perturbation_settings_is_skipped_with_a_reason(tmp_path, fake_trainer):
+    ctx = build_dataset(tmp_path, plots=False)
+    params = yaml.safe_load(ctx.params_path.read_text())
+    params["evaluate"]["robustness"].update(drop_probabilities=[], noise_stds=[])
+    ctx.params_path.write_text(yaml.safe_dump(params))
+    _train_logs(ctx, "fake")
+    evaluate.run(ctx, method="fake", device="cpu")
+    report = json.loads(evaluate.report_path(tmp_path, "tiny", "fake").read_text())
+    assert report["robustness"] is None and "no drop probabilities" in report["skipped"]["robustness"]
+    assert report["features"]["learned"]["kendalls_tau_content"]["overall"] is not None  # the model still ran
+
+
 def test_generalisation_embeds_with_the_other_datasets_model(tmp_path, fake_trainer):
     ctx = build_dataset(tmp_path, plots=False)
     other = tmp_path / "models" / "bigger" / "fake"
