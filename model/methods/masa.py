@@ -148,7 +148,7 @@ class Masa(AlignmentMethod):
         if "token" in (p.cluster_level, p.contrast_on) and not p.clip_token:
             raise ValueError(f"{type(self).__name__}: cluster_level/contrast_on 'token' needs clip_token: true")
         self.frame_mlp = mlp([self.frame_inputs.dim, p.mlp_hidden, p.d_model])
-        self.pe = SinusoidalPE(p.d_model)
+        self.pe = SinusoidalPE(p.d_model) if p.position_encoding else None
         self.clip_token = nn.Parameter(torch.randn(p.d_model) * 0.02) if p.clip_token else None
         self.encoder = AlternatingEncoder(p.d_model, p.heads, p.layers, ff_mult=p.ff_mult, dropout=p.dropout)
         self.dim = 2 * p.d_model if p.clip_token else p.d_model
@@ -181,7 +181,7 @@ class Masa(AlignmentMethod):
         alone), zero on padding, and its mask; with `clip_token`, a learned clip token (no position) leads every
         sequence: (B, T + 1, d_model)."""
         tokens = self.frame_mlp(x)
-        if self.params.position_encoding:
+        if self.pe is not None:
             tokens = tokens + self.pe(frame_positions(mask))
         tokens = tokens * mask.unsqueeze(-1)
         if self.clip_token is None:
