@@ -38,7 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from model.inputs import warp_cpu
 from model.inputs.skeleton import descendants, kinematic_parents
+from model.inputs.warp_cpu import KEEP, MIRROR, WARP
 from pipeline.skeletons.layouts import Skeleton
 
 EPS = 1e-6
@@ -122,13 +124,53 @@ def segment_map(a: Tensor, b: Tensor, a2: Tensor, b2: Tensor) -> Tensor:
 
 def warp(maps: Tensor, maps_to: Tensor) -> Tensor:
     """Resample maps (M, S, S) under per-map affine maps (M, 2, 3) in cell coordinates: out(p) = maps(A^-1 p),
-    bicubic, zero outside the grid, clipped at 0. The identity returns the maps (to float rounding)."""
+    bicubic, zero outside the grid, clipped at 0 -> (M, S, S) float32, a new tensor. The identity returns the
+    maps (to float rounding)."""
+    out = maps.float().unsqueeze(1).clone()  # (M, 1, S, S): M frames of one channel
+    M = len(out)
+    rows = torch.arange(M, device=maps.device)
+    resample_frames(out, rows, maps_to[:, None], torch.zeros(M, 1, dtype=torch.long, device=maps.device),
+                    torch.full((M, 1), WARP, dtype=torch.int8, device=maps.device))
+    return out.squeeze(1)
+
+
+def resample_frames(frames: Tensor, sel: Tensor, maps_to: Tensor, source_channel: Tensor, mode: Tensor) -> None:
+    """frames (F, C, S, S) float32, changed in place at frames sel (N,): channel c of frame sel[i] becomes, by
+    mode[i, c] (N, C): itself (KEEP); channel source_channel[i, c] (N, C) under the affine map maps_to[i, c]
+    (N, C, 2, 3) (WARP: out(p) = map(A^-1 p), bicubic, zero outside the grid, clipped at 0); or that channel
+    mirrored, its cells reversed along u (MIRROR: exact). Every output reads the frames as they were.
+
+    On the CPU a compiled loop does it in one pass over the frames (model/inputs/warp_cpu.py); elsewhere
+    `torch.nn.functional.grid_sample` does, on the moving channels gathered, then scattered back."""
+    linear, shift = maps_to[..., :2], maps_to[..., 2]
+    det = linear[..., 0, 0] * linear[..., 1, 1] - linear[..., 0, 1] * linear[..., 1, 0]
+    inv = torch.stack((torch.stack((linear[..., 1, 1], -linear[..., 0, 1]), -1),
+                       torch.stack((-linear[..., 1, 0], linear[..., 0, 0]), -1)), -2) / det[..., None, None]
+    source_of = torch.cat((inv, -(inv @ shift.unsqueeze(-1))), dim=-1)  # (N, C, 2, 3): output cell -> source point
+    if frames.device.type == "cpu":
+        warp_cpu.resample_frames(frames, sel, source_of, source_channel, mode)
+    else:
+        resample_frames_torch(frames, sel, source_of, source_channel, mode)
+
+
+def resample_frames_torch(frames: Tensor, sel: Tensor, source_of: Tensor, source_channel: Tensor,
+                          mode: Tensor) -> None:
+    """`resample_frames` through `grid_sample`, given source_of (N, C, 2, 3): the inverse maps, each taking an
+    output cell to the source point it samples."""
+    f, c = (mode == WARP).nonzero(as_tuple=True)
+    fm, cm = (mode == MIRROR).nonzero(as_tuple=True)
+    # both read the frames before either writes them
+    moved = grid_sample_warp(frames[sel[f], source_channel[f, c]], source_of[f, c])
+    mirrored = frames[sel[fm], source_channel[fm, cm]].flip(-1)
+    frames[sel[f], c] = moved
+    frames[sel[fm], cm] = mirrored
+
+
+def grid_sample_warp(maps: Tensor, source_of: Tensor) -> Tensor:
+    """maps (M, S, S) sampled at source_of (M, 2, 3) @ (u, v, 1) for every output cell (u, v), bicubic, zero
+    outside, clipped at 0 -> (M, S, S), through `torch.nn.functional.grid_sample` (its grid: (M, S, S, 2))."""
     M, S, _ = maps.shape
-    linear, shift = maps_to[:, :, :2], maps_to[:, :, 2]
-    det = linear[:, 0, 0] * linear[:, 1, 1] - linear[:, 0, 1] * linear[:, 1, 0]
-    inv = torch.stack((torch.stack((linear[:, 1, 1], -linear[:, 0, 1]), -1),
-                       torch.stack((-linear[:, 1, 0], linear[:, 0, 0]), -1)), -2) / det[:, None, None]
-    inv_shift = -(inv @ shift.unsqueeze(-1)).squeeze(-1)  # (M, 2)
+    inv, inv_shift = source_of[:, :, :2], source_of[:, :, 2]
     # source point in cells, then grid_sample's [-1, 1] (align_corners=False: -1 is the left edge of cell 0)
     norm = 2.0 / S
     cells = torch.arange(S, dtype=maps.dtype, device=maps.device)[None, :, None]  # (1, S, 1)
@@ -138,7 +180,7 @@ def warp(maps: Tensor, maps_to: Tensor) -> Tensor:
     # bicubic: a sub-cell shift keeps a sigma-1 blob's peak (0.99 of the re-rendered one; bilinear 0.87) and is
     # exact at whole cells; its small overshoot below 0 is clipped
     out = F.grid_sample(maps.unsqueeze(1), grid, mode="bicubic", padding_mode="zeros", align_corners=False)
-    return out.squeeze(1).clamp_min(0)
+    return out.squeeze(1).clamp_min_(0)
 
 
 def centres(maps: Tensor) -> tuple[Tensor, Tensor]:
@@ -266,13 +308,11 @@ class HeatmapAugment:
         # exact, and about a third of the moving maps at the paper's probabilities need no resampling
         bare = flipped[:, None] & (maps_to - mirror).abs().amax((-2, -1)).le(1e-6)  # (Fs, C)
         resampled = ~bare & (maps_to - identity(device=dev)).abs().amax((-2, -1)).gt(1e-6)
-        f, c = resampled.nonzero(as_tuple=True)
-        fm, cm = bare.nonzero(as_tuple=True)
-        channel = torch.where(flipped[f], perm[c], c)  # a flipped frame's channel c shows channel perm[c]
-        # both read the frames before either writes them
-        moved, mirrored = warp(frames[fsel[f], channel], maps_to[f, c]), frames[fsel[fm], perm[cm]].flip(-1)
-        frames[fsel[f], c] = moved
-        frames[fsel[fm], cm] = mirrored
+        mode = torch.full(bare.shape, KEEP, dtype=torch.int8, device=dev)
+        mode[bare], mode[resampled] = MIRROR, WARP
+        # a flipped frame's channel c shows channel perm[c]
+        channel = torch.where(flipped[:, None], perm, torch.arange(C, device=dev))  # (Fs, C)
+        resample_frames(frames, fsel, maps_to, channel, mode)
 
     def _frame_maps(self, centre: Tensor, found: Tensor, pivot: Tensor, angle: Tensor, jitter: Tensor,
                     whole: Tensor) -> Tensor:

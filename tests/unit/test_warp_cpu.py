@@ -1,0 +1,69 @@
+"""The compiled CPU resampling (model/inputs/warp_cpu.py) gives grid_sample's bicubic values: resampled,
+mirrored and kept channels, sources from other channels, points outside the grid, and every output read from
+the frames as they were."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.inputs.heatmap_augment import grid_sample_warp, resample_frames_torch
+from model.inputs.warp_cpu import KEEP, MIRROR, WARP, resample_frames
+
+F, C, S = 7, 5, 12
+
+
+def _case(seed: int = 0):
+    """Random frames (F, C, S, S) and, for frames sel, per-channel inverse maps (shifts up to ~3 grids, so some
+    points fall outside), source channels (a permutation per frame) and modes (all three)."""
+    gen = torch.Generator().manual_seed(seed)
+    frames = torch.rand(F, C, S, S, generator=gen)
+    sel = torch.tensor([5, 0, 3, 6])
+    n = len(sel)
+    source_of = torch.eye(2, 3).expand(n, C, 2, 3) + 0.3 * torch.randn(n, C, 2, 3, generator=gen)
+    source_of[..., 2] = 3.0 * S * (torch.rand(n, C, 2, generator=gen) - 0.5)
+    channel = torch.stack([torch.randperm(C, generator=gen) for _ in range(n)])
+    mode = torch.tensor([KEEP, WARP, MIRROR])[torch.randint(3, (n, C), generator=gen)].to(torch.int8)
+    mode[0] = WARP
+    return frames, sel, source_of, channel, mode
+
+
+def test_matches_grid_sample_for_every_mode():
+    frames, sel, source_of, channel, mode = _case()
+    got, want = frames.clone(), frames.clone()
+    resample_frames(got, sel, source_of, channel, mode)
+    resample_frames_torch(want, sel, source_of, channel, mode)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    untouched = torch.ones(F, dtype=torch.bool)
+    untouched[sel] = False
+    assert torch.equal(got[untouched], frames[untouched])  # frames not selected are left as they were
+    kept = mode == KEEP
+    assert torch.equal(got[sel][kept], frames[sel][kept])
+    assert (got >= 0).all()
+
+
+def test_a_swap_reads_the_frame_as_it_was():
+    """Channel 0 <- channel 1 and channel 1 <- channel 0 in one call: a swap, not a copy of one of them."""
+    frames = torch.rand(1, 2, S, S)
+    got = frames.clone()
+    resample_frames(got, torch.tensor([0]), torch.eye(2, 3).expand(1, 2, 2, 3), torch.tensor([[1, 0]]),
+                    torch.full((1, 2), MIRROR, dtype=torch.int8))
+    assert torch.equal(got[0, 0], frames[0, 1].flip(-1)) and torch.equal(got[0, 1], frames[0, 0].flip(-1))
+
+
+def test_a_point_one_cell_right_samples_the_next_cell():
+    frames = torch.rand(1, 1, S, S)
+    shift = torch.tensor([[[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]]])  # output (u, v) samples (u + 1, v)
+    got = frames.clone()
+    resample_frames(got, torch.tensor([0]), shift, torch.zeros(1, 1, dtype=torch.long),
+                    torch.full((1, 1), WARP, dtype=torch.int8))
+    torch.testing.assert_close(got[0, 0, :, :-1], frames[0, 0, :, 1:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(grid_sample_warp(frames[0], shift[0]), got[0], atol=1e-5, rtol=0)
+
+
+def test_refuses_frames_it_cannot_read():
+    frames, sel, source_of, channel, mode = _case()
+    with pytest.raises(ValueError, match="float32"):
+        resample_frames(frames.half(), sel, source_of, channel, mode)
+    with pytest.raises(ValueError, match="not contiguous"):
+        resample_frames(frames.transpose(2, 3), sel, source_of, channel, mode)
