@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from model.blocks import patches_cpu
 from model.blocks.attention import SelfAttentionStack
 from model.blocks.heads import mlp
 from model.blocks.positional import LearnedPE, SinusoidalPE, frame_positions
@@ -43,15 +44,18 @@ class HeatmapEncoder(nn.Module):
         self.clip_token = nn.Parameter(torch.randn(dim) * 0.02) if clip_token else None
         self.dim = dim
 
+    def patch_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype the patch embedding computes in on `device`: autocast's, else the weights'."""
+        kind = device.type
+        return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else self.embed.weight.dtype
+
     def patches(self, maps: torch.Tensor) -> torch.Tensor:
-        """(N, C, S, S) -> (N, (S/p)^2, C * p * p), patches in row-major order, in the dtype the patch embedding
-        computes in (autocast's, else the weights'), whatever the maps' (a batch may hold float16 maps:
-        `model.batch.collate`): one copy does the reordering and the cast."""
+        """(N, C, S, S) -> (N, (S/p)^2, C * p * p), patches in row-major order, in `patch_dtype`, whatever the
+        maps' dtype (a batch may hold float16 maps: `model.batch.collate`): one copy does the reordering and
+        the cast."""
         N, C, S, _ = maps.shape
         p, n = self.patch, S // self.patch
-        kind = maps.device.type
-        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else self.embed.weight.dtype
-        out = torch.empty(N, n, n, C, p, p, dtype=dtype, device=maps.device)
+        out = torch.empty(N, n, n, C, p, p, dtype=self.patch_dtype(maps.device), device=maps.device)
         out.copy_(maps.reshape(N, C, n, p, n, p).permute(0, 2, 4, 1, 3, 5))
         return out.reshape(N, n * n, C * p * p)
 
@@ -61,6 +65,9 @@ class HeatmapEncoder(nn.Module):
 
     def frame_tokens_at(self, maps: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """frame_tokens of maps[rows, frames] for a batch maps (B, T, C, S, S) and (F,) indices -> (F, D)."""
+        dtype = self.patch_dtype(maps.device)
+        if patches_cpu.handles(maps, dtype):  # float16 maps on the CPU: one compiled pass (model/blocks/patches_cpu.py)
+            return self.patch_tokens(patches_cpu.gather_patches(maps, rows, frames, self.patch, dtype))
         # whole frames are gathered first (contiguous runs), then reordered and cast in one copy: a third faster
         # than gathering through a patch-ordered view, which needs a gather, a reorder and a cast
         return self.frame_tokens(maps[rows, frames])
