@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from model.blocks import patches_cpu
+from model import cpu_gather
 from model.blocks.attention import SelfAttentionStack
 from model.blocks.heads import mlp
 from model.blocks.positional import LearnedPE, SinusoidalPE, frame_positions
@@ -66,8 +66,8 @@ class HeatmapEncoder(nn.Module):
     def frame_tokens_at(self, maps: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """frame_tokens of maps[rows, frames] for a batch maps (B, T, C, S, S) and (F,) indices -> (F, D)."""
         dtype = self.patch_dtype(maps.device)
-        if patches_cpu.handles(maps, dtype):  # float16 maps on the CPU: one compiled pass (model/blocks/patches_cpu.py)
-            return self.patch_tokens(patches_cpu.gather_patches(maps, rows, frames, self.patch, dtype))
+        if cpu_gather.handles(maps, dtype):  # float16 maps on the CPU: one compiled pass (model/cpu_gather.py)
+            return self.patch_tokens(cpu_gather.gather_patches(maps, rows, frames, self.patch, dtype))
         # whole frames are gathered first (contiguous runs), then reordered and cast in one copy: a third faster
         # than gathering through a patch-ordered view, which needs a gather, a reorder and a cast
         return self.frame_tokens(maps[rows, frames])

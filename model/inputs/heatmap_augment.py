@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from model import cpu_gather
 from model.inputs import warp_cpu
 from model.inputs.skeleton import descendants, kinematic_parents
 from model.inputs.warp_cpu import KEEP, MIRROR, WARP
@@ -255,7 +256,11 @@ class HeatmapAugment:
         changed = warped[rows] | noisy[rows] | dropped
         which = changed.nonzero().squeeze(1)  # positions among the F frames
         # (F', C, S, S), a new tensor; float32 whatever the batch holds (float16 maps: model.batch.collate)
-        frames = maps[rows[which], src[rows[which], cols[which]]].float()
+        at_rows, at_frames = rows[which], src[rows[which], cols[which]]
+        if cpu_gather.handles(maps, torch.float32):  # one compiled pass on the CPU (model/cpu_gather.py)
+            frames = cpu_gather.gather_frames(maps, at_rows, at_frames, torch.float32)
+        else:
+            frames = maps[at_rows, at_frames].float()
         seq, at = rows[which], cols[which]
         self._geometric(frames, seq, at, d, warped[seq])
         self._dropout(frames, seq, at, d)

@@ -1,4 +1,4 @@
-"""The compiled CPU patch gathering (model/blocks/patches_cpu.py) gives exactly the torch path's patches
+"""The compiled CPU patch gathering (model/blocks/cpu_gather.py) gives exactly the torch path's patches
 (gather, reorder, cast) for bfloat16 and float32, and the encoder takes it only where it applies."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.blocks import patches_cpu
+from model import cpu_gather
 from model.blocks.encoders import HeatmapEncoder
 
 B, T, C, S, P = 3, 5, 4, 12, 4
@@ -29,24 +29,30 @@ def _encoder() -> HeatmapEncoder:
 def test_matches_the_torch_gather_reorder_and_cast(dtype):
     maps = _maps()
     rows, frames = torch.tensor([2, 0, 0, 1, 2]), torch.tensor([4, 1, 3, 2, 4])
-    got = patches_cpu.gather_patches(maps, rows, frames, P, dtype)
+    got = cpu_gather.gather_patches(maps, rows, frames, P, dtype)
     n = S // P
     want = maps[rows, frames].reshape(len(rows), C, n, P, n, P).permute(0, 2, 4, 1, 3, 5).to(dtype)
     assert got.dtype == dtype and torch.equal(got, want.reshape(len(rows), n * n, C * P * P))
 
 
+def test_whole_frames_are_the_torch_gather_cast():
+    maps = _maps()
+    rows, frames = torch.tensor([1, 1, 0]), torch.tensor([3, 0, 4])
+    assert torch.equal(cpu_gather.gather_frames(maps, rows, frames, torch.float32), maps[rows, frames].float())
+
+
 def test_the_encoder_tokens_are_the_same_either_way():
     maps, enc = _maps(), _encoder()
     rows, frames = torch.tensor([1, 0, 2]), torch.tensor([0, 4, 2])
-    assert patches_cpu.handles(maps, torch.float32)
+    assert cpu_gather.handles(maps, torch.float32)
     with torch.no_grad():
         torch.testing.assert_close(enc.frame_tokens_at(maps, rows, frames), enc.frame_tokens(maps[rows, frames]))
 
 
 def test_only_float16_maps_on_the_cpu_without_gradient():
     maps = _maps()
-    assert not patches_cpu.handles(maps.float(), torch.float32)
-    assert not patches_cpu.handles(maps, torch.float16)
-    assert not patches_cpu.handles(maps.float().requires_grad_().half(), torch.float32)
+    assert not cpu_gather.handles(maps.float(), torch.float32)
+    assert not cpu_gather.handles(maps, torch.float16)
+    assert not cpu_gather.handles(maps.float().requires_grad_().half(), torch.float32)
     with pytest.raises(ValueError, match="float16 maps on the CPU"):
-        patches_cpu.gather_patches(maps.float(), torch.tensor([0]), torch.tensor([0]), P, torch.float32)
+        cpu_gather.gather_patches(maps.float(), torch.tensor([0]), torch.tensor([0]), P, torch.float32)

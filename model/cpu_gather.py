@@ -1,8 +1,9 @@
-"""Compiled (numba) gathering of float16 heatmap frames into patch order and the compute dtype, behind
-`model.blocks.encoders.HeatmapEncoder.frame_tokens_at` on the CPU.
+"""Compiled (numba) gathering of float16 heatmap frames out of a batch into a compute dtype, whole or in patch
+order, on the CPU: behind `model.blocks.encoders.HeatmapEncoder.frame_tokens_at` (the window's frames, as
+patches) and `model.inputs.heatmap_augment` (the frames augmentation changes, as float32).
 
-Torch does it in two passes over the frames: a gather of the window's frames out of the batch (B, T, C, S, S),
-then one copy that reorders them into patches and casts them. On the 2-core machines this project is measured
+Torch does it in two passes over the frames: a gather of the frames out of the batch (B, T, C, S, S), then one
+copy that casts them (and reorders them into patches). On the 2-core machines this project is measured
 on (~3.4 GB/s of memory bandwidth) each pass over a batch's ~4,000 frames of 24,300 values costs ~40-70 ms.
 This loop reads every frame once where it lies and writes its patches once: a float16 value becomes a bfloat16
 or float32 one through a table indexed by its bits (65,536 entries, made by torch's own casts, so the values are
@@ -43,13 +44,21 @@ def handles(maps: torch.Tensor, dtype: torch.dtype) -> bool:
             and not maps.requires_grad)
 
 
+def gather_frames(maps: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor, dtype: torch.dtype,
+                  threads: int | None = None) -> torch.Tensor:
+    """maps (B, T, C, S, S) float16 (`handles`), frames `frames` (N,) of rows `rows` (N,) -> maps[rows, frames]
+    (N, C, S, S) in `dtype`, a new tensor."""
+    B, T, C, S, _ = maps.shape
+    return gather_patches(maps, rows, frames, S, dtype, threads).reshape(len(rows), C, S, S)
+
+
 def gather_patches(maps: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor, patch: int,
                    dtype: torch.dtype, threads: int | None = None) -> torch.Tensor:
     """maps (B, T, C, S, S) float16 (`handles`), frames `frames` (N,) of rows `rows` (N,) -> (N, (S/p)^2, C p p)
     in `dtype`: patches in row-major order, each patch's values channel by channel, row by row (as
     `HeatmapEncoder.patches`). `threads`: default torch's intra-op thread count."""
     if not handles(maps, dtype):
-        raise ValueError(f"gather_patches takes contiguous float16 maps on the CPU to {list(_BITS)}, got "
+        raise ValueError(f"the CPU gather takes contiguous float16 maps on the CPU to {list(_BITS)}, got "
                          f"{maps.dtype} on {maps.device} to {dtype}")
     B, T, C, S, _ = maps.shape
     n = S // patch
