@@ -53,9 +53,12 @@ class HeatmapEncoder(nn.Module):
         """(N, C, S, S) -> (N, (S/p)^2, C * p * p), patches in row-major order, in `patch_dtype`, whatever the
         maps' dtype (a batch may hold float16 maps: `model.batch.collate`): one copy does the reordering and
         the cast."""
+        dtype = self.patch_dtype(maps.device)
+        if cpu_gather.handles_float32(maps, dtype):  # augmented frames under CPU bfloat16 autocast: one compiled pass
+            return cpu_gather.bf16_patches(maps, self.patch)
         N, C, S, _ = maps.shape
         p, n = self.patch, S // self.patch
-        out = torch.empty(N, n, n, C, p, p, dtype=self.patch_dtype(maps.device), device=maps.device)
+        out = torch.empty(N, n, n, C, p, p, dtype=dtype, device=maps.device)
         out.copy_(maps.reshape(N, C, n, p, n, p).permute(0, 2, 4, 1, 3, 5))
         return out.reshape(N, n * n, C * p * p)
 
