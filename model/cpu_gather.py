@@ -7,8 +7,7 @@ copy that casts them (and reorders them into patches). On the 2-core machines th
 on (~3.4 GB/s of memory bandwidth) each pass over a batch's ~4,000 frames of 24,300 values costs ~40-70 ms.
 This loop reads every frame once where it lies and writes its patches once: a float16 value becomes a bfloat16
 or float32 one through a table indexed by its bits (65,536 entries, made by torch's own casts, so the values are
-exactly torch's), since numba has no float16 on the CPU. `bf16_patches` does the same for float32 frames (the
-augmented ones) under CPU bfloat16 autocast, rounding their bits to nearest, ties to even, as torch does.
+exactly torch's), since numba has no float16 on the CPU.
 """
 
 from __future__ import annotations
