@@ -61,7 +61,7 @@ def bf16_patches(frames: torch.Tensor, patch: int, threads: int | None = None) -
     N, C, S, _ = frames.shape
     n = S // patch
     out = torch.empty(N, n, n, C, patch, patch, dtype=torch.bfloat16)
-    _set_threads(threads)
+    set_numba_threads(threads)
     _to_bf16_patches(frames.detach().view(torch.int32).numpy().view(np.uint32), patch,
                      out.view(torch.int16).numpy().view(np.uint16))
     return out.reshape(N, n * n, C * patch * patch)
@@ -85,7 +85,7 @@ def gather_frames(maps: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor, 
                   threads: int | None = None) -> torch.Tensor:
     """maps (B, T, C, S, S) float16 (`handles`), frames `frames` (N,) of rows `rows` (N,) -> maps[rows, frames]
     (N, C, S, S) in `dtype`, a new tensor."""
-    B, T, C, S, _ = maps.shape
+    C, S = maps.shape[2:4]
     return gather_patches(maps, rows, frames, S, dtype, threads).reshape(len(rows), C, S, S)
 
 
@@ -101,7 +101,7 @@ def gather_patches(maps: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor,
     n = S // patch
     signed, unsigned = _BITS[dtype]
     out = torch.empty(len(rows), n, n, C, patch, patch, dtype=dtype)
-    _set_threads(threads)
+    set_numba_threads(threads)
     _gather(maps.detach().view(torch.int16).numpy().view(np.uint16), rows.to(torch.int64).numpy(),
             frames.to(torch.int64).numpy(), _table(dtype), patch, out.view(signed).numpy().view(unsigned))
     return out.reshape(len(rows), n * n, C * patch * patch)
@@ -115,5 +115,6 @@ def _table(dtype: torch.dtype) -> np.ndarray:
     return halves.to(dtype).view(signed).numpy().view(unsigned).copy()
 
 
-def _set_threads(threads: int | None) -> None:
+def set_numba_threads(threads: int | None) -> None:
+    """numba's parallel loops use `threads`, default torch's intra-op thread count (the trainer's setting)."""
     numba.set_num_threads(max(1, min(threads or torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))

@@ -17,6 +17,8 @@ import numba
 import numpy as np
 import torch
 
+from model.cpu_gather import set_numba_threads
+
 A = -0.75
 """The cubic convolution coefficient of grid_sample's bicubic mode."""
 
@@ -99,6 +101,6 @@ def resample_frames(frames: torch.Tensor, sel: torch.Tensor, source_of: torch.Te
     if frames.dtype != torch.float32 or not frames.is_contiguous():
         raise ValueError(f"resample_frames needs contiguous float32 frames, got {frames.dtype}"
                          f"{'' if frames.is_contiguous() else ' (not contiguous)'}")
-    numba.set_num_threads(max(1, min(threads or torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    set_numba_threads(threads)
     _resample(frames.detach().numpy(), sel.to(torch.int64).numpy(), source_of.to(torch.float32).contiguous().numpy(),
               source_channel.to(torch.int64).numpy(), mode.to(torch.int8).numpy())
