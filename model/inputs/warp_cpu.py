@@ -40,23 +40,51 @@ def _inner(t, a):
     return ((a + 2) * t - (a + 3)) * t * t + 1
 
 
+@numba.njit(fastmath=True, cache=True, inline="always")
+def _span(start, step, lo, hi, size):
+    """The cells u in [0, size) with lo <= start + step * u < hi, as a range (first, stop), widened by a cell
+    each side against rounding (the caller checks each cell): the row's cells whose source point is near a
+    channel's blob."""
+    if step == 0:
+        return (0, size) if lo <= start < hi else (0, 0)
+    a, b = (lo - start) / step, (hi - start) / step
+    if step < 0:
+        a, b = b, a
+    # clipped first: a near-zero step puts them far beyond what an int holds
+    a, b = min(max(a, -2.0), size + 2.0), min(max(b, -2.0), size + 2.0)
+    first = max(0, int(np.floor(a)) - 1)
+    stop = min(size, int(np.ceil(b)) + 1)
+    return (first, stop) if first < stop else (0, 0)
+
+
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def _resample(frames, sel, source_of, source_channel, mode):
     """frames (F, C, S, S) float32, changed in place at frames sel (N,): channel c of frame sel[i] becomes, by
     mode[i, c], itself (KEEP), channel source_channel[i, c] sampled at source_of[i, c] (2, 3) @ (u, v, 1) for
     each cell (u, v) (WARP; bicubic, zero outside, clipped at 0), or that channel mirrored (MIRROR). Every
-    output reads the frame as it was before."""
+    output reads the frame as it was before.
+
+    A heatmap channel is a blob or a segment on a zero grid: a WARP samples only the cells whose source point
+    has a tap on the source channel's non-zero cells (its bounding box, found while copying); every other cell
+    is exactly 0 (all 16 taps are 0), and is written so without sampling."""
     _, n_channels, size, _ = frames.shape
     a3 = np.float32(A)
     b = _BORDER
-    hi = np.float32(size + 1)  # taps floor(x) - 1 .. floor(x) + 2 reach [0, size - 1] iff -2 <= floor(x) <= size
     for i in numba.prange(len(sel)):
         f = sel[i]
         q = np.zeros((n_channels, size + 2 * b, size + 2 * b), np.float32)  # the frame, zero-bordered
+        # each channel's non-zero cells lie in u in [box[c, 0], box[c, 1]], v in [box[c, 2], box[c, 3]]
+        box = np.empty((n_channels, 4), np.int64)
         for c in range(n_channels):
+            u_lo, u_hi, v_lo, v_hi = size, -1, size, -1
             for v in range(size):
                 for u in range(size):
-                    q[c, v + b, u + b] = frames[f, c, v, u]
+                    value = frames[f, c, v, u]
+                    q[c, v + b, u + b] = value
+                    if value != 0:
+                        u_lo, u_hi = min(u_lo, u), max(u_hi, u)
+                        v_lo, v_hi = min(v_lo, v), max(v_hi, v)
+            box[c, 0], box[c, 1], box[c, 2], box[c, 3] = u_lo, u_hi, v_lo, v_hi
         for c in range(n_channels):
             how = mode[i, c]
             if how == KEEP:
@@ -69,12 +97,21 @@ def _resample(frames, sel, source_of, source_channel, mode):
                 continue
             ma, mb, mc = source_of[i, c, 0, 0], source_of[i, c, 0, 1], source_of[i, c, 0, 2]
             md, me, mf = source_of[i, c, 1, 0], source_of[i, c, 1, 1], source_of[i, c, 1, 2]
+            # taps floor(x) - 1 .. floor(x) + 2 meet the box [lo, hi] iff lo - 2 <= x < hi + 2 (and the grid)
+            x_lo, x_hi = np.float32(box[k, 0] - 2), np.float32(box[k, 1] + 2)
+            y_lo, y_hi = np.float32(box[k, 2] - 2), np.float32(box[k, 3] + 2)
             for v in range(size):
-                x = mb * v + mc  # the source point of cell (0, v), then stepped along the row
-                y = me * v + mf
+                x_row = mb * v + mc  # the source point of cell (0, v); of cell (u, v): + (ma, md) u
+                y_row = me * v + mf
+                first, stop = _span(x_row, ma, x_lo, x_hi, size)
+                first_y, stop_y = _span(y_row, md, y_lo, y_hi, size)
+                first, stop = max(first, first_y), min(stop, stop_y)
                 for u in range(size):
-                    value = np.float32(0.0)
-                    if -2.0 <= x < hi and -2.0 <= y < hi:
+                    frames[f, c, v, u] = 0.0
+                for u in range(first, stop):
+                    x = x_row + ma * u
+                    y = y_row + md * u
+                    if x_lo <= x < x_hi and y_lo <= y < y_hi:
                         x0, y0 = np.floor(x), np.floor(y)
                         ix, iy = int(x0) + b - 1, int(y0) + b - 1  # q's index of tap -1
                         tx, ty = x - x0, y - y0
@@ -88,9 +125,7 @@ def _resample(frames, sel, source_of, source_channel, mode):
                         r3 = w0 * q[k, iy, ix] + w1 * q[k, iy, ix + 1] + w2 * q[k, iy, ix + 2] + w3 * q[k, iy, ix + 3]
                         value = (_outer(ty + 1, a3) * r0 + _inner(ty, a3) * r1 + _inner(1 - ty, a3) * r2
                                  + _outer(2 - ty, a3) * r3)
-                    frames[f, c, v, u] = value if value > 0 else np.float32(0.0)
-                    x += ma
-                    y += md
+                        frames[f, c, v, u] = value if value > 0 else np.float32(0.0)
 
 
 def resample_frames(frames: torch.Tensor, sel: torch.Tensor, source_of: torch.Tensor, source_channel: torch.Tensor,

@@ -42,6 +42,34 @@ def test_matches_grid_sample_for_every_mode():
     assert (got >= 0).all()
 
 
+def test_blobs_match_grid_sample_where_only_their_neighbourhood_is_sampled():
+    """Heatmap-like channels (a Gaussian blob on a zero grid, one channel empty) rotated, scaled and shifted,
+    some off the grid: the loop samples only the cells near each blob, and every cell equals grid_sample's."""
+    gen = torch.Generator().manual_seed(1)
+    size, n_frames, n_channels = 30, 6, 4
+    cells = torch.arange(size, dtype=torch.float32)
+    centre = size * torch.rand(n_frames, n_channels, 2, generator=gen)
+    frames = torch.exp(-((cells[None, None, None, :] - centre[..., 0, None, None]) ** 2
+                         + (cells[None, None, :, None] - centre[..., 1, None, None]) ** 2) / 2)
+    frames = torch.where(frames > 6e-8, frames, 0.0)  # float16's smallest value: the store's zeros
+    frames[2, 1] = 0.0  # a missing joint
+    sel = torch.arange(n_frames)
+    angle = 0.6 * torch.randn(n_frames, n_channels, generator=gen)
+    scale = torch.exp(0.2 * torch.randn(n_frames, n_channels, generator=gen))
+    source_of = torch.zeros(n_frames, n_channels, 2, 3)
+    source_of[..., 0, 0], source_of[..., 0, 1] = scale * angle.cos(), -scale * angle.sin()
+    source_of[..., 1, 0], source_of[..., 1, 1] = scale * angle.sin(), scale * angle.cos()
+    source_of[..., 2] = 8.0 * torch.randn(n_frames, n_channels, 2, generator=gen)
+    source_of[0, 0] = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # a transpose: u steps along y only
+    channel = torch.arange(n_channels).expand(n_frames, n_channels).contiguous()
+    mode = torch.full((n_frames, n_channels), WARP, dtype=torch.int8)
+    got, want = frames.clone(), frames.clone()
+    resample_frames(got, sel, source_of, channel, mode)
+    resample_frames_torch(want, sel, source_of, channel, mode)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert got[2, 1].abs().sum() == 0 and got.amax() > 0.5
+
+
 def test_a_swap_reads_the_frame_as_it_was():
     """Channel 0 <- channel 1 and channel 1 <- channel 0 in one call: a swap, not a copy of one of them."""
     frames = torch.rand(1, 2, S, S)
