@@ -3,6 +3,7 @@
 Every layer takes `mask` (B, T) bool, True on real frames. Padded frames are excluded as keys (they never
 receive attention weight) and their outputs are set to zero, so the output at a real frame is the same
 whether or not the batch carries padding (CASA's public code attends to its zero padding; this does not).
+`mask` None: every position is real (LA2DS's patches of a frame), and no masking is computed.
 Layers are pre-norm (LayerNorm before attention and feed-forward), which trains stably without warm-up.
 """
 
@@ -31,14 +32,15 @@ class MultiHeadAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
-        """query: (B, Tq, D); context: (B, Tk, D); context_mask: (B, Tk) bool -> (B, Tq, D)."""
+    def forward(self, query: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
+        """query: (B, Tq, D); context: (B, Tk, D); context_mask: (B, Tk) bool or None (all real) -> (B, Tq, D)."""
         B, Tq, D = query.shape
         Tk = context.shape[1]
         h = self.heads
         q = self.q(query).view(B, Tq, h, D // h).transpose(1, 2)  # (B, h, Tq, D/h)
         k, v = self.kv(context).view(B, Tk, 2, h, D // h).permute(2, 0, 3, 1, 4)  # 2 x (B, h, Tk, D/h)
-        allowed = context_mask[:, None, None, :]  # (B, 1, 1, Tk): True where a key may be attended
+        # (B, 1, 1, Tk): True where a key may be attended
+        allowed = context_mask[:, None, None, :] if context_mask is not None else None
         drop = self.dropout if self.training else 0.0
         if q.device.type == "cpu" and q.dtype == torch.bfloat16 and B * h * Tq * Tk <= MATH_ATTENTION_MAX_SCORES:
             out = cpu_bfloat16_attention(q, k, v, allowed, drop)
@@ -47,17 +49,19 @@ class MultiHeadAttention(nn.Module):
         return self.out(out.transpose(1, 2).reshape(B, Tq, D))
 
 
-def cpu_bfloat16_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
+def cpu_bfloat16_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None,
                            dropout: float) -> torch.Tensor:
     """Attention as two bfloat16 matmuls around a float32 softmax: q (B, h, Tq, d), k and v (B, h, Tk, d),
-    allowed (B, 1, 1, Tk) bool -> (B, h, Tq, d) in q's dtype.
+    allowed (B, 1, 1, Tk) bool or None (every key) -> (B, h, Tq, d) in q's dtype.
 
     For the CPU under bfloat16 autocast. PyTorch's CPU flash attention (torch 2.13) runs its backward ~3x slower
     in bfloat16 than in float32, and even float32 flash attention is slower than this, forward and backward:
     LA2DS's 2,122 frames of 9 patches, 3 heads, 69 against 21 ms; 32 sequences of 257 frames, 42 against 28 ms
     (2 cores)."""
     scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
-    weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)  # every row has a real key
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    weights = scores.softmax(dim=-1)  # every row has a real key
     if dropout > 0:
         weights = F.dropout(weights, dropout)
     return weights.to(q.dtype) @ v
@@ -80,12 +84,12 @@ class AttentionLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: (B, T, D), mask: (B, T); context: (B, Tk, D), context_mask: (B, Tk) (cross layers only)
-        -> (B, T, D)."""
+        """x: (B, T, D), mask: (B, T) or None (all real); context: (B, Tk, D), context_mask: (B, Tk) (cross
+        layers only) -> (B, T, D)."""
         q = self.norm_q(x)
         if self.norm_kv is None:
             if context is not None:
@@ -97,7 +101,7 @@ class AttentionLayer(nn.Module):
             kv = self.norm_kv(context)
         x = x + self.attn(q, kv, context_mask)
         x = x + self.ff(self.norm_ff(x))
-        return x * mask.unsqueeze(-1)  # padding stays exactly zero, layer after layer
+        return x * mask.unsqueeze(-1) if mask is not None else x  # padding stays exactly zero, layer after layer
 
 
 class SelfAttentionStack(nn.Module):
@@ -108,11 +112,11 @@ class SelfAttentionStack(nn.Module):
         self.layers = nn.ModuleList(AttentionLayer(dim, heads, ff_mult=ff_mult, dropout=dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, D), mask: (B, T) -> (B, T, D), zero on padding."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, T, D), mask: (B, T) or None (all real) -> (B, T, D), zero on padding."""
         for layer in self.layers:
             x = layer(x, mask)
-        return self.norm(x) * mask.unsqueeze(-1)
+        return self.norm(x) * mask.unsqueeze(-1) if mask is not None else self.norm(x)
 
 
 class AlternatingEncoder(nn.Module):

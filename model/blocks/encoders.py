@@ -79,8 +79,7 @@ class HeatmapEncoder(nn.Module):
         """(N, (S/p)^2, C * p * p) patches of N frames (`patches`) -> (N, D) pooled outputs of the spatial
         transformer."""
         tokens = self.embed(patches) + self.spatial_pe
-        full = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return self.spatial(tokens, full).mean(dim=1)
+        return self.spatial(tokens, None).mean(dim=1)  # every patch is real: no mask to apply
 
     def forward(self, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """maps: (B, T, C, S, S), mask: (B, T) -> (B, T, D), zero on padding."""

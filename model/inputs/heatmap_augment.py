@@ -184,6 +184,17 @@ def grid_sample_warp(maps: Tensor, source_of: Tensor) -> Tensor:
     return out.squeeze(1).clamp_min_(0)
 
 
+def frame_centres(frames: Tensor, sel: Tensor, channels: int) -> tuple[Tensor, Tensor]:
+    """`centres` of the first `channels` channels of frames (F, C, S, S) float32 at sel (N,) -> ((N, channels, 2),
+    (N, channels)); on the CPU summed where the frames lie (model/inputs/warp_cpu.py), not gathered first."""
+    if frames.device.type != "cpu":
+        return centres(frames[sel, :channels])
+    moments = warp_cpu.channel_moments(frames, sel, channels)
+    mass = moments[..., 0]
+    uv = (moments[..., 1:] / mass.clamp_min(EPS)[..., None]).float()
+    return uv, mass > EPS
+
+
 def centres(maps: Tensor) -> tuple[Tensor, Tensor]:
     """(..., S, S) maps -> their centroids (..., 2) (u, v) in cells, and (...) bool: the map is not empty."""
     S = maps.shape[-1]
@@ -297,7 +308,7 @@ class HeatmapAugment:
         flipped = d.flip[s].to(dev)  # (Fs,)
         perm = self.perm.to(dev)
         # joint centres as the flipped maps would show them: channel perm[k], mirrored
-        centre, found = centres(frames[fsel, :K])  # (Fs, K, 2), (Fs, K)
+        centre, found = frame_centres(frames, fsel, K)  # (Fs, K, 2), (Fs, K)
         mirrored = centre[:, perm[:K]].clone()
         mirrored[..., 0] = S - 1.0 - mirrored[..., 0]
         centre = torch.where(flipped[:, None, None], mirrored, centre)

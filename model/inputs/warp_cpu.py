@@ -128,6 +128,40 @@ def _resample(frames, sel, source_of, source_channel, mode):
                         frames[f, c, v, u] = value if value > 0 else np.float32(0.0)
 
 
+@numba.njit(parallel=True, cache=True)
+def _moments(frames, sel, n_channels, out):
+    """out[i, c] <- (mass, sum of u * value, sum of v * value) of channel c < n_channels of frame sel[i] of
+    frames (F, C, S, S) float32, accumulated in float64."""
+    size = frames.shape[2]
+    for i in numba.prange(len(sel)):
+        f = sel[i]
+        for c in range(n_channels):
+            mass = su = sv = 0.0
+            for v in range(size):
+                row = 0.0
+                for u in range(size):
+                    value = frames[f, c, v, u]
+                    row += value
+                    su += u * value
+                mass += row
+                sv += v * row
+            out[i, c, 0], out[i, c, 1], out[i, c, 2] = mass, su, sv
+
+
+def channel_moments(frames: torch.Tensor, sel: torch.Tensor, channels: int,
+                    threads: int | None = None) -> torch.Tensor:
+    """frames (F, C, S, S) float32 on the CPU -> (N, channels, 3) float64: each of the first `channels` channels of
+    frames sel (N,): its mass and its mass-weighted sums of u and of v (`heatmap_augment.centres` reads the
+    centroid off them), read where they lie instead of gathered first."""
+    if frames.dtype != torch.float32 or not frames.is_contiguous():
+        raise ValueError(f"channel_moments needs contiguous float32 frames, got {frames.dtype}"
+                         f"{'' if frames.is_contiguous() else ' (not contiguous)'}")
+    out = np.empty((len(sel), channels, 3), np.float64)
+    set_numba_threads(threads)
+    _moments(frames.detach().numpy(), sel.to(torch.int64).numpy(), channels, out)
+    return torch.from_numpy(out)
+
+
 def resample_frames(frames: torch.Tensor, sel: torch.Tensor, source_of: torch.Tensor, source_channel: torch.Tensor,
                     mode: torch.Tensor, threads: int | None = None) -> None:
     """`model.inputs.heatmap_augment.resample_frames` on the CPU: frames (F, C, S, S) float32, contiguous,

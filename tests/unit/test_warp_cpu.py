@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.inputs.heatmap_augment import grid_sample_warp, resample_frames_torch
+from model.inputs.heatmap_augment import centres, frame_centres, grid_sample_warp, resample_frames_torch
 from model.inputs.warp_cpu import KEEP, MIRROR, WARP, resample_frames
 
 F, C, S = 7, 5, 12
@@ -68,6 +68,17 @@ def test_blobs_match_grid_sample_where_only_their_neighbourhood_is_sampled():
     resample_frames_torch(want, sel, source_of, channel, mode)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     assert got[2, 1].abs().sum() == 0 and got.amax() > 0.5
+
+
+def test_frame_centres_read_in_place_equal_the_gathered_ones():
+    gen = torch.Generator().manual_seed(2)
+    frames = torch.rand(F, C, S, S, generator=gen) ** 8  # peaked, like blobs
+    frames[3, 1] = 0.0  # an empty channel: not found
+    sel = torch.tensor([3, 0, 6, 3])
+    got, found = frame_centres(frames, sel, 3)
+    want, want_found = centres(frames[sel, :3])
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+    assert torch.equal(found, want_found) and not found[0, 1] and not found[3, 1] and found.sum() == 10
 
 
 def test_a_swap_reads_the_frame_as_it_was():
