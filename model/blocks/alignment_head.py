@@ -2,7 +2,8 @@
 
     tokens U0 (B, T, D) --MLP--> + sinusoidal PE --cross-attention to the other sequence--> U --projection--> Z
 
-The PE is left out with `position_encoding=False` (LA2DS's switch): then no frame index reaches the head.
+The PE is left out with `position_encoding=False` (LA2DS's switch): then no frame index reaches the head. It
+reads a frame's index, or its phase in the clip stretched onto 0..phase_steps-1 (`positions`).
 Cross-attention runs both ways between the original and the augmented sequence with shared weights; at
 inference a sequence attends to itself. U is the embedding (LA2DS's f_theta "up to the cross attention
 module"); Z (projection head with one hidden layer) only feeds the loss.
@@ -15,15 +16,17 @@ from torch import nn
 
 from model.blocks.attention import AttentionLayer
 from model.blocks.heads import ProjectionHead, mlp
-from model.blocks.positional import SinusoidalPE, frame_positions
+from model.blocks.positional import Positions, SinusoidalPE, clip_positions
 
 
 class AlignmentHead(nn.Module):
     def __init__(self, *, dim: int, heads: int, cross_layers: int, proj_hidden: int, proj_dim: int,
-                 ff_mult: int = 2, dropout: float = 0.0, position_encoding: bool = True):
+                 ff_mult: int = 2, dropout: float = 0.0, position_encoding: bool = True,
+                 positions: Positions = "index", phase_steps: int = 1024):
         super().__init__()
         self.mlp = mlp([dim, dim, dim])
         self.pe = SinusoidalPE(dim) if position_encoding else None
+        self.positions, self.phase_steps = positions, phase_steps
         self.cross = nn.ModuleList(AttentionLayer(dim, heads, cross=True, ff_mult=ff_mult, dropout=dropout)
                                    for _ in range(cross_layers))
         self.norm = nn.LayerNorm(dim)
@@ -32,7 +35,7 @@ class AlignmentHead(nn.Module):
     def _prepare(self, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.mlp(u)
         if self.pe is not None:
-            x = x + self.pe(frame_positions(mask))
+            x = x + self.pe(clip_positions(mask, self.positions, self.phase_steps))
         return x * mask.unsqueeze(-1)
 
     def embed_pair(self, u1: torch.Tensor, m1: torch.Tensor, u2: torch.Tensor, m2: torch.Tensor):

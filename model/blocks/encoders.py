@@ -3,9 +3,9 @@
 - `HeatmapEncoder` (LA2DS Sec. 3.3, a factorised ViViT): each frame's (C, S, S) heatmap is cut into
   p x p patches ((S / p)^2 tokens, linear to D) with a learned spatial positional encoding, passed through a
   spatial transformer and average-pooled into one frame token; frame tokens get a learned temporal positional
-  encoding (unless `position_encoding` is false) and pass through a temporal transformer, optionally led by a
-  learned clip token whose output is one vector per sequence (`clip_token`; this project's addition, after
-  MASA's).
+  encoding (unless `position_encoding` is false; read by frame index or by phase in the clip: `positions`) and
+  pass through a temporal transformer, optionally led by a learned clip token whose output is one vector per
+  sequence (`clip_token`; this project's addition, after MASA's).
 - `VectorEncoder` (CASA, the RGB branch of late fusion): per-frame MLP, positional encoding (sinusoidal or
   learned), temporal self-attention.
 Only real frames go through the spatial transformer; padding stays zero.
@@ -21,13 +21,13 @@ from torch import nn
 from model import cpu_gather
 from model.blocks.attention import SelfAttentionStack
 from model.blocks.heads import mlp
-from model.blocks.positional import LearnedPE, SinusoidalPE, frame_positions
+from model.blocks.positional import LearnedPE, Positions, SinusoidalPE, clip_positions, frame_positions
 
 
 class HeatmapEncoder(nn.Module):
     def __init__(self, *, channels: int, size: int, patch: int, dim: int, heads: int, spatial_layers: int,
                  temporal_layers: int, max_len: int, clip_token: bool, ff_mult: int = 2, dropout: float = 0.0,
-                 position_encoding: bool = True):
+                 position_encoding: bool = True, positions: Positions = "index"):
         super().__init__()
         if size % patch:
             raise ValueError(f"heatmap size {size} is not a multiple of the patch size {patch}")
@@ -38,6 +38,7 @@ class HeatmapEncoder(nn.Module):
         self.spatial = SelfAttentionStack(dim, heads, spatial_layers, ff_mult=ff_mult, dropout=dropout)
         # without it the temporal transformer sees a set of frames: each is placed by what it shows
         self.temporal_pe = LearnedPE(dim, max_len) if position_encoding else None
+        self.positions = positions  # by phase, every clip spans the whole table (`clip_positions`)
         self.temporal = SelfAttentionStack(dim, heads, temporal_layers, ff_mult=ff_mult, dropout=dropout)
         # a learned clip token (no position) leads every sequence through the temporal transformer: its output
         # is one vector per sequence that has attended to every frame (MASA's clip token, at this level)
@@ -102,7 +103,8 @@ class HeatmapEncoder(nn.Module):
         frames[mask] = tokens
         x = frames  # zero on padding
         if self.temporal_pe is not None:
-            x = (x + self.temporal_pe(frame_positions(mask))) * mask.unsqueeze(-1)
+            x = (x + self.temporal_pe(clip_positions(mask, self.positions, self.temporal_pe.table.shape[0])))
+            x = x * mask.unsqueeze(-1)
         if self.clip_token is None:
             return self.temporal(x, mask), None
         lead = self.clip_token.to(x.dtype).expand(B, 1, -1)

@@ -1,15 +1,20 @@
 """Positional encodings over the time axis: fixed sinusoidal (Vaswani et al.) and learned.
 
 Both take per-frame positions (B, T) rather than assuming 0..T-1, so a resampled or trimmed sequence can
-be encoded at its own positions, and both return (B, T, D) to be added to frame features.
+be encoded at its own positions, and both return (B, T, D) to be added to frame features. A frame's position is
+its index in the clip (`frame_positions`) or its phase, the fraction of the clip before it stretched onto a fixed
+range (`phase_positions`), which puts clips of every length on one scale.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
+
+Positions = Literal["index", "phase"]
 
 
 def frame_positions(mask: torch.Tensor) -> torch.Tensor:
@@ -19,6 +24,27 @@ def frame_positions(mask: torch.Tensor) -> torch.Tensor:
     """
     # the k-th real frame gets position k - 1 wherever padding sits; padding gets 0 (and is masked anyway)
     return (mask.long().cumsum(dim=1) - 1).clamp(min=0).float() * mask
+
+
+def phase_positions(mask: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T) float positions of the real frames as their fraction of the clip, t / (T_b - 1), stretched onto
+    0..steps-1 (a one-frame clip sits at 0); 0 on padding.
+
+    Videos of one action last from under a second to many: by index, frame 60 is the end of one clip and the
+    start of another; by phase, the first, middle and last frames of every clip share an encoding.
+    """
+    last = (mask.sum(dim=1, keepdim=True) - 1).clamp(min=1).float()
+    return frame_positions(mask) * ((steps - 1) / last)
+
+
+def clip_positions(mask: torch.Tensor, kind: Positions, steps: int) -> torch.Tensor:
+    """(B, T) positions of a padded batch's real frames: by `index` (`frame_positions`) or by `phase`
+    (`phase_positions` onto 0..steps-1)."""
+    if kind == "index":
+        return frame_positions(mask)
+    if kind == "phase":
+        return phase_positions(mask, steps)
+    raise ValueError(f"positions must be 'index' or 'phase', got {kind!r}")
 
 
 class SinusoidalPE(nn.Module):

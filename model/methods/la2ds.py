@@ -24,6 +24,9 @@ Clip-level additions (this project's, after MASA's; `clip_token: false, relate_w
   still reads nothing but `heatmaps.zarr`.
 - `position_encoding: false` (as MASA's): no frame index reaches the temporal transformer or the alignment head,
   so the embedding says what a frame shows, not where it lies in its clip.
+- `positions: phase`: the encodings read a frame's fraction of its clip, t / (T - 1), stretched onto the
+  `max_len` table (and onto 0..max_len-1 for the head's sinusoid), instead of its index: videos of one action
+  last from one to many seconds, and only by phase do their first, middle and last frames share an encoding.
 - `cross_weight` > 0: MASA's cross-video cycle-back regression (TCC) on the original view's embedding U: each
   sequence's frames must find their place in the batch's nearest *other* sequence (mined without labels by the
   cosine of the clip vectors, or of the time-averaged U without a clip token) and cycle back to themselves.
@@ -40,6 +43,7 @@ import torch
 from model.batch import Batch
 from model.blocks.alignment_head import AlignmentHead
 from model.blocks.encoders import HeatmapEncoder
+from model.blocks.positional import Positions
 from model.inputs.heatmap_augment import HeatmapAugment, HeatmapAugmentParams, centres
 from model.inputs.skeleton import normalise
 from model.inputs.temporal_augment import one_way_maps, uniform_positions
@@ -54,10 +58,10 @@ HEATMAP = "heatmap"
 @dataclass(frozen=True)
 class HeatmapBranchParams:
     """What LA2DS and late fusion's skeleton branch share. patch: patch side in cells; d_model: token size (192
-    in the paper); spatial/temporal/cross layers; max_len: learned temporal PE table (longer sequences are read
-    stretched); proj_hidden/proj_dim: projection head; temperature: lambda; max_frames: training window;
-    augment: heatmap-space augmentation. `La2dsParams` and `model.methods.fusion_late.FusionLateParams` extend
-    these."""
+    in the paper); spatial/temporal/cross layers; max_len: learned temporal PE table (by index, longer
+    sequences are read stretched; by phase, every sequence spans it); proj_hidden/proj_dim: projection head;
+    temperature: lambda; max_frames: training window; augment: heatmap-space augmentation. `La2dsParams` and
+    `model.methods.fusion_late.FusionLateParams` extend these."""
 
     patch: int
     d_model: int
@@ -80,13 +84,15 @@ class La2dsParams(HeatmapBranchParams):
     """The heatmap branch's params, plus the clip-level additions (module docstring): clip_token; clip_scale:
     weight of the clip part in the exported embedding; position_encoding: the frame index encoded into the
     temporal transformer's and the alignment head's inputs (the paper's); false: neither sees order, so a frame
-    is placed by what it shows, not where it lies (docs/research-log.md: content tau); relate_*: the DTW
+    is placed by what it shows, not where it lies (docs/research-log.md: content tau); positions: what those
+    encodings read, the frame's `index` (the paper's) or its `phase` in the clip; relate_*: the DTW
     teacher's weight, frames per skeleton curve, student and teacher temperatures, and the most training
     sequences it accepts; cross_*: the cross-video cycle-back loss's weight and softmax temperature."""
 
     clip_token: bool
     clip_scale: float
     position_encoding: bool
+    positions: Positions
     relate_weight: float
     relate_frames: int
     relate_temperature: float
@@ -108,18 +114,20 @@ def heatmap_shape(spec: InputSpec, method: str) -> tuple[int, int]:
 
 
 def heatmap_encoder(channels: int, size: int, p: HeatmapBranchParams, *, clip_token: bool,
-                    position_encoding: bool = True) -> HeatmapEncoder:
+                    position_encoding: bool = True, positions: Positions = "index") -> HeatmapEncoder:
     """The LA2DS heatmap encoder sized by `p` (LA2DS, and late fusion's skeleton branch)."""
     return HeatmapEncoder(channels=channels, size=size, patch=p.patch, dim=p.d_model, heads=p.heads,
                           spatial_layers=p.spatial_layers, temporal_layers=p.temporal_layers, max_len=p.max_len,
                           clip_token=clip_token, ff_mult=p.ff_mult, dropout=p.dropout,
-                          position_encoding=position_encoding)
+                          position_encoding=position_encoding, positions=positions)
 
 
-def alignment_head(p: HeatmapBranchParams, *, position_encoding: bool = True) -> AlignmentHead:
+def alignment_head(p: HeatmapBranchParams, *, position_encoding: bool = True,
+                   positions: Positions = "index") -> AlignmentHead:
     """The LA2DS alignment head (MLP + PE + cross-attention, then projection) sized by `p`."""
     return AlignmentHead(dim=p.d_model, heads=p.heads, cross_layers=p.cross_layers, proj_hidden=p.proj_hidden,
-                         proj_dim=p.proj_dim, ff_mult=p.ff_mult, dropout=p.dropout, position_encoding=position_encoding)
+                         proj_dim=p.proj_dim, ff_mult=p.ff_mult, dropout=p.dropout, position_encoding=position_encoding,
+                         positions=positions, phase_steps=p.max_len)
 
 
 @dataclass
@@ -195,8 +203,8 @@ class La2ds(AlignmentMethod):
         self.layout = get_layout(spec.layout)
         self.augment = HeatmapAugment(self.layout, p.augment)
         self.encoder = heatmap_encoder(channels, size, p, clip_token=p.clip_token,
-                                       position_encoding=p.position_encoding)
-        self.head = alignment_head(p, position_encoding=p.position_encoding)
+                                       position_encoding=p.position_encoding, positions=p.positions)
+        self.head = alignment_head(p, position_encoding=p.position_encoding, positions=p.positions)
         self.teacher = DtwTeacher(temperature=p.relate_temperature, teacher_temperature=p.relate_teacher_temperature,
                                   max_sequences=p.relate_max_sequences, owner="LA2DS")
 

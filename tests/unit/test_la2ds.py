@@ -99,6 +99,22 @@ def test_without_position_encoding_a_video_played_backwards_gets_its_embedding_r
         assert (model.head.pe is None) is not position_encoding
 
 
+def test_by_phase_a_video_played_at_half_speed_embeds_like_itself():
+    # every frame shown twice: by index, frame i of the video and frame 2i of the slow one lie far apart; by
+    # phase both sit at (nearly) the same fraction of their clips, so their embeddings nearly agree
+    maps = _maps(_motion(12, 0, seed=5))
+    fast, slow = collate([{"heatmap": maps}]), collate([{"heatmap": np.repeat(maps, 2, axis=0)}])
+    gaps = {}
+    for positions in ("index", "phase"):
+        torch.manual_seed(0)
+        model = La2ds.build(tiny_params("la2ds", clip_token=False, relate_weight=0.0, positions=positions,
+                                        max_len=16), SPEC).eval()
+        with torch.no_grad():
+            u, v = model.embed(fast)[0], model.embed(slow)[0, ::2]
+        gaps[positions] = float((u - v).norm(dim=-1).mean() / u.norm(dim=-1).mean())
+    assert gaps["phase"] < 0.5 * gaps["index"], gaps
+
+
 def test_relate_distils_dtw_between_the_skeletons_the_heatmaps_show():
     seqs = [{"heatmap": _maps(_motion(n, kind, seed=n))} for n, kind in ((12, 0), (16, 0), (10, 1), (14, 1))]
     seqs.append({"heatmap": _maps(_mirror(_motion(12, 0, seed=12)))})  # sequence 0 in a mirror
