@@ -21,10 +21,12 @@ it does not write.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +87,8 @@ def run(ctx: StageContext) -> None:
         frames = render_sequence(seq.joints_2d, rng, size=params.image_size, noise_std=params.noise_std)
         write_video(tmp / "videos" / f"{seq_id}.mp4", frames, params.video_fps)
         labelled = np.where(seq.joints_2d[..., 2:] > 0, seq.joints_2d, 0.0).astype(np.float32)  # OpenPose-style 0, 0, 0
-        # uncompressed: zlib builds (zlib-ng, ...) compress the same arrays to different bytes
-        np.savez(tmp / "poses" / f"{seq_id}.npz", joints_2d=labelled, joints_3d=seq.joints_3d, layout=np.array(PENN13.name))
+        _write_npz(tmp / "poses" / f"{seq_id}.npz", joints_2d=labelled, joints_3d=seq.joints_3d,
+                   layout=np.array(PENN13.name))
         offset = label_offset(activity)
         label_rows += [(seq_id, t, offset + int(p)) for t, p in enumerate(seq.phase)]
         n_frames += len(frames)
@@ -196,6 +198,18 @@ def _drop_library_version(config: Path) -> None:
     data = json.loads(config.read_text())
     data.pop("transformers_version", None)
     config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """`np.savez`, byte for byte the same under every Python: uncompressed (zlib builds such as zlib-ng
+    compress the same arrays to different bytes) and each member written whole with a fixed header, where
+    `np.savez` streams into zipfile, whose local headers changed within Python 3.11 (3.11.2 and 3.11.7 write
+    the same arrays to different bytes, and so to different DVC hashes)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows) -> None:

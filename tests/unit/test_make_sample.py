@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -54,3 +55,24 @@ def test_it_rewrites_its_own_folder_and_nothing_beside_it(workdir):
     assert (workdir / "out.tmp" / "keep.txt").read_text() == "keep"
     assert (workdir / "out" / "notes.txt").read_text() == "mine"
     assert not (workdir / "out" / ".make-sample.tmp").exists()
+
+
+def test_pose_files_are_written_the_same_under_every_python(tmp_path):
+    # np.savez streams into zipfile, whose local headers differ between Python 3.11 releases (so did the
+    # sample's DVC hash); _write_npz writes each member whole, uncompressed, with a fixed date and no zip64
+    import zipfile
+
+    from stages.make_sample import _write_npz
+
+    joints = np.arange(2 * 13 * 3, dtype=np.float32).reshape(2, 13, 3)
+    _write_npz(tmp_path / "a.npz", joints_2d=joints, layout=np.array("penn13"))
+    with np.load(tmp_path / "a.npz") as z:
+        assert np.array_equal(z["joints_2d"], joints) and str(z["layout"]) == "penn13"
+    raw = (tmp_path / "a.npz").read_bytes()
+    assert raw[4:6] == b"\x14\x00"  # version needed to extract 2.0: no zip64 records
+    with zipfile.ZipFile(tmp_path / "a.npz") as archive:
+        infos = archive.infolist()
+    assert [i.filename for i in infos] == ["joints_2d.npy", "layout.npy"]
+    assert all(i.date_time == (1980, 1, 1, 0, 0, 0) and i.compress_type == zipfile.ZIP_STORED for i in infos)
+    _write_npz(tmp_path / "b.npz", joints_2d=joints, layout=np.array("penn13"))
+    assert (tmp_path / "b.npz").read_bytes() == raw
