@@ -201,10 +201,11 @@ def _drop_library_version(config: Path) -> None:
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """`np.savez`, byte for byte the same under every Python: uncompressed (zlib builds such as zlib-ng
-    compress the same arrays to different bytes) and each member written whole with a fixed header, where
-    `np.savez` streams into zipfile, whose local headers changed within Python 3.11 (3.11.2 and 3.11.7 write
-    the same arrays to different bytes, and so to different DVC hashes)."""
+    """`np.savez` with bytes that do not depend on the Python release: uncompressed (zlib builds such as
+    zlib-ng compress the same arrays to different bytes) and each member written whole with a fixed header.
+    `np.savez` streams into zipfile, whose zip64 local headers changed within Python 3.11: 3.11.2 and 3.11.7
+    wrote the same arrays to different bytes, so to different DVC hashes; these files are the same under both
+    (checked)."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():
             buffer = io.BytesIO()
