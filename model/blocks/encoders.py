@@ -21,6 +21,7 @@ from torch import nn
 from model import cpu_gather
 from model.blocks.attention import SelfAttentionStack
 from model.blocks.heads import mlp
+from model.blocks.patch_embed import PatchEmbed
 from model.blocks.positional import LearnedPE, Positions, SinusoidalPE, clip_positions, frame_positions
 
 
@@ -33,7 +34,7 @@ class HeatmapEncoder(nn.Module):
             raise ValueError(f"heatmap size {size} is not a multiple of the patch size {patch}")
         self.patch = patch
         n_patches = (size // patch) ** 2
-        self.embed = nn.Linear(channels * patch * patch, dim)
+        self.embed = PatchEmbed(channels * patch * patch, dim)  # nn.Linear with a faster weight gradient
         self.spatial_pe = nn.Parameter(torch.randn(n_patches, dim) * 0.02)
         self.spatial = SelfAttentionStack(dim, heads, spatial_layers, ff_mult=ff_mult, dropout=dropout)
         # without it the temporal transformer sees a set of frames: each is placed by what it shows
