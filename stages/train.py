@@ -65,16 +65,24 @@ def _reproducible(device):
     """On the CPU, torch's deterministic kernels while training: the backward of tensor indexing (LA2DS's learned
     position table, `model.blocks.positional.LearnedPE`) accumulates in thread order, so with two threads the
     weights, and every hash of them in dvc.lock, differed in the last bits from run to run. On CUDA bit-exact
-    runs are not promised (cuBLAS), so nothing changes there."""
-    import torch
+    runs are not promised (cuBLAS), so nothing changes there.
 
-    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    Deterministic mode also fills every new uninitialised tensor (`torch.empty`) with NaN, a debugging aid for
+    code that reads memory it never wrote; nothing here does, and the fills (36k an epoch of LA2DS on Penn
+    Action) cost ~4% of its training time, so they are off while training."""
+    import torch
+    import torch.utils.deterministic
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.utils.deterministic.fill_uninitialized_memory)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = before[2]
 
 
 def _run(ctx: StageContext, method: str, cls, train_params: TrainParams, method_params, dev) -> None:
