@@ -33,17 +33,28 @@ def _dtw(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> float:
     return acc[L, M]
 
 
+@numba.njit(nogil=True, cache=True)
+def _row(x: np.ndarray, mirrored: np.ndarray, use_mirror: bool, i: int, out: np.ndarray, acc: np.ndarray) -> None:
+    """out[i, j] for j > i: the upper triangle's row i."""
+    for j in range(i + 1, x.shape[0]):
+        d = _dtw(x[i], x[j], acc)
+        if use_mirror:
+            d = min(d, _dtw(x[i], mirrored[j], acc))
+        out[i, j] = d
+
+
 @numba.njit(nogil=True, parallel=True, cache=True)
 def _pairwise(x: np.ndarray, mirrored: np.ndarray, use_mirror: bool) -> np.ndarray:
     N, L = x.shape[0], x.shape[1]
     out = np.zeros((N, N))
-    for i in numba.prange(N):
-        acc = np.empty((L + 1, L + 1))  # one scratch table per row, so threads never share one
-        for j in range(i + 1, N):  # upper triangle only: the caller mirrors it
-            d = _dtw(x[i], x[j], acc)
-            if use_mirror:
-                d = min(d, _dtw(x[i], mirrored[j], acc))
-            out[i, j] = d
+    # upper triangle only (the caller mirrors it). Row i has N - 1 - i pairs, so each parallel iteration takes
+    # rows k and N - 1 - k, N - 1 pairs together: numba splits the iterations in equal blocks, and the threads
+    # then get equal work instead of the first taking three quarters of it
+    for k in numba.prange((N + 1) // 2):
+        acc = np.empty((L + 1, L + 1))  # one scratch table per iteration, so threads never share one
+        _row(x, mirrored, use_mirror, k, out, acc)
+        if N - 1 - k != k:  # the middle row of an odd N once
+            _row(x, mirrored, use_mirror, N - 1 - k, out, acc)
     return out
 
 

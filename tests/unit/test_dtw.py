@@ -27,6 +27,16 @@ def test_matches_a_plain_dynamic_programme_and_is_symmetric():
         assert d[i, j] == pytest.approx(_reference_dtw(x[i], x[j]), rel=1e-5)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 6, 7])
+def test_every_pair_is_computed_for_odd_and_even_counts(n):
+    # rows are taken in pairs (k, n - 1 - k) for the threads' balance: the middle row of an odd n must not be
+    # skipped or done twice, and no pair left at zero
+    x = np.random.default_rng(n).normal(size=(n, 6, 3)).astype(np.float32)
+    d = mirror_dtw_matrix(x)
+    expected = np.array([[_reference_dtw(a, b) for b in x] for a in x])
+    np.testing.assert_allclose(d, expected, rtol=1e-5)
+
+
 def test_the_same_motion_at_another_pace_is_at_distance_zero_and_reversed_it_is_not():
     t = np.linspace(0, 1, 11, dtype=np.float32)
     motion = np.stack([np.sin(3 * t), t ** 2], -1)  # (11, 2): 11 distinct poses
