@@ -262,7 +262,7 @@ class La2ds(AlignmentMethod):
 
 def heatmap_curves(maps: np.ndarray, layout: Skeleton, frames: int) -> torch.Tensor:
     """One sequence's heatmaps (T, K + L, S, S) (or an array-like indexed by an array of frames, such as
-    `stages.shared.heatmap_store.StoredMaps`, which then reads only those frames) -> the skeleton they show
+    `stages.shared.heatmap_store.StoredMaps`, which reads them through its cache) -> the skeleton they show
     at `frames` uniform positions, (frames, K, 2) float32: each joint channel's centroid in cells, normalised
     per sequence as MASA normalises keypoints (`model.inputs.skeleton.normalise`), missing joints at 0.
 

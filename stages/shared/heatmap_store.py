@@ -66,6 +66,10 @@ class ByteLRU:
                 self.bytes -= dropped.nbytes
         return value
 
+    def has_room(self, nbytes: int) -> bool:
+        """Whether an array of `nbytes` would be kept without dropping another."""
+        return self.bytes + nbytes <= self.max_bytes
+
     def peek(self, key: str) -> np.ndarray | None:
         """The array kept under `key`, or None; neither counts as a hit or miss nor changes the eviction order
         (a read of a few frames should not keep a whole sequence alive)."""
@@ -77,9 +81,11 @@ class StoredMaps:
 
     `np.asarray(maps, dtype=np.float32)` reads the stored array (uint8 or float16) and returns it times `scale`
     (`model.batch.collate` asks for `batch_dtype`, float16: the cached array itself, read-only, for a float16
-    store); `maps[frames]` reads only those frames (an integer index array),
-    from the cache when the sequence is there, else from the store without filling the cache; `len` and
-    `shape` need no read."""
+    store); `maps[frames]` (an integer index array) reads those frames from the cache; a sequence not yet
+    there is read whole into it when it fits without dropping another (the store keeps a sequence in one
+    chunk up to 64 MiB, so reading some frames decompresses all of it anyway, and training reads every frame
+    next: LA2DS's DTW teacher reads 32 frames of each sequence just before the first epoch reads them all),
+    else only those frames are read, leaving the cache as it was; `len` and `shape` need no read."""
 
     def __init__(self, array: Any, scale: float, cache: ByteLRU, key: str):
         self.array, self.scale, self.cache, self.key = array, float(scale), cache, key
@@ -130,6 +136,8 @@ class StoredMaps:
         if frames.ndim != 1:
             raise IndexError(f"{self.key}: StoredMaps takes a 1-D array of frame indices, got shape {frames.shape}")
         cached = self.cache.peek(self.key)
+        if cached is None and self.cache.has_room(self.nbytes):
+            cached = self.stored()
         if cached is not None:
             return self._scaled(cached[frames])
         # an orthogonal selection reads only the chunks holding these frames; it wants them unique and sorted
