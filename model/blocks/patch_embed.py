@@ -41,8 +41,8 @@ class _PatchLinear(torch.autograd.Function):
 
 class PatchEmbed(nn.Linear):
     """`nn.Linear(in_features, out_features)` (same parameters, state dict and initialisation) whose forward
-    runs in `dtype` (the patches' dtype: the encoder casts them once, `HeatmapEncoder.patches`) and whose
-    weight gradient is computed as x^T @ grad (module docstring)."""
+    runs in the patches' dtype (the encoder casts them once, to autocast's dtype where it is on:
+    `HeatmapEncoder.patches`) and whose weight gradient is computed as x^T @ grad (module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., in_features) -> (..., out_features) in x's dtype."""

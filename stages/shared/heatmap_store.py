@@ -72,7 +72,7 @@ class ByteLRU:
 
     def peek(self, key: str) -> np.ndarray | None:
         """The array kept under `key`, or None; neither counts as a hit or miss nor changes the eviction order
-        (a read of a few frames should not keep a whole sequence alive)."""
+        (a read of a few frames must not push a sequence ahead of those the epochs read whole)."""
         return self.items.get(key)
 
 
