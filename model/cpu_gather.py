@@ -1,6 +1,6 @@
 """Compiled (numba) gathering of float16 heatmap frames out of a batch into a compute dtype, whole or in patch
-order, on the CPU: behind `model.blocks.encoders.HeatmapEncoder.frame_tokens_at` (the window's frames, as
-patches) and `model.inputs.heatmap_augment` (the frames augmentation changes, as float32).
+order, on the CPU: behind `model.inputs.heatmap_augment` (the frames augmentation changes, as float32) and
+`model.blocks.encoders.HeatmapEncoder.frame_tokens_at` for maps too dense for `model.sparse_patches`.
 
 Torch does it in two passes over the frames: a gather of the frames out of the batch (B, T, C, S, S), then one
 copy that casts them (and reorders them into patches). On the 2-core machines this project is measured
@@ -37,43 +37,6 @@ def _gather(maps, rows, frames, table, patch, out):
                             out[k, i, j, c, p, q] = table[maps[b, t, c, i * patch + p, j * patch + q]]
 
 
-@numba.njit(parallel=True, cache=True)
-def _to_bf16_patches(frames, patch, out):
-    """out[k] (n, n, C, p, p) <- frame k of frames (N, C, S, S) (float32 bits) in patch order, each value
-    rounded to bfloat16 bits (to nearest, ties to even: as torch casts finite values)."""
-    n_channels, n = frames.shape[1], out.shape[1]
-    for k in numba.prange(len(frames)):
-        for i in range(n):
-            for j in range(n):
-                for c in range(n_channels):
-                    for p in range(patch):
-                        for q in range(patch):
-                            x = frames[k, c, i * patch + p, j * patch + q]
-                            out[k, i, j, c, p, q] = (x + np.uint32(0x7FFF) + ((x >> 16) & np.uint32(1))) >> 16
-
-
-def bf16_patches(frames: torch.Tensor, patch: int, threads: int | None = None) -> torch.Tensor:
-    """frames (N, C, S, S) float32 on the CPU (`handles_float32`) -> (N, (S/p)^2, C p p) bfloat16 patches, as
-    `HeatmapEncoder.patches` orders them: one pass where torch's reordering cast of float32 is slower."""
-    if not handles_float32(frames, torch.bfloat16):
-        raise ValueError(f"bf16_patches takes contiguous float32 frames on the CPU, got {frames.dtype} on "
-                         f"{frames.device}")
-    N, C, S, _ = frames.shape
-    n = S // patch
-    out = torch.empty(N, n, n, C, patch, patch, dtype=torch.bfloat16)
-    set_numba_threads(threads)
-    _to_bf16_patches(frames.detach().view(torch.int32).numpy().view(np.uint32), patch,
-                     out.view(torch.int16).numpy().view(np.uint16))
-    return out.reshape(N, n * n, C * patch * patch)
-
-
-def handles_float32(frames: torch.Tensor, dtype: torch.dtype) -> bool:
-    """Whether `bf16_patches` serves these frames for patches in `dtype`: float32 frames on the CPU to
-    bfloat16, not part of a graph that needs their gradient."""
-    return (frames.device.type == "cpu" and frames.dtype == torch.float32 and dtype == torch.bfloat16
-            and frames.is_contiguous() and not frames.requires_grad)
-
-
 def handles(maps: torch.Tensor, dtype: torch.dtype) -> bool:
     """Whether `gather_patches` serves these maps for patches in `dtype`: float16 maps on the CPU, not part of
     a graph that needs their gradient."""
@@ -97,7 +60,7 @@ def gather_patches(maps: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor,
     if not handles(maps, dtype):
         raise ValueError(f"the CPU gather takes contiguous float16 maps on the CPU to {list(_BITS)}, got "
                          f"{maps.dtype} on {maps.device} to {dtype}")
-    B, T, C, S, _ = maps.shape
+    C, S = maps.shape[2:4]
     n = S // patch
     signed, unsigned = _BITS[dtype]
     out = torch.empty(len(rows), n, n, C, patch, patch, dtype=dtype)

@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from model import cpu_gather
+from model import cpu_gather, sparse_patches
 from model.blocks.attention import SelfAttentionStack
 from model.blocks.heads import mlp
 from model.blocks.patch_embed import PatchEmbed
@@ -47,7 +47,8 @@ class HeatmapEncoder(nn.Module):
         self.dim = dim
 
     def patch_dtype(self, device: torch.device) -> torch.dtype:
-        """The dtype the patch embedding computes in on `device`: autocast's, else the weights'."""
+        """The dtype of the embedded patches on `device`: autocast's, else the weights' (the dense embedding
+        computes in it; the CPU's sparse one computes in float32 and returns it)."""
         kind = device.type
         return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else self.embed.weight.dtype
 
@@ -56,8 +57,6 @@ class HeatmapEncoder(nn.Module):
         maps' dtype (a batch may hold float16 maps: `model.batch.collate`): one copy does the reordering and
         the cast."""
         dtype = self.patch_dtype(maps.device)
-        if cpu_gather.handles_float32(maps, dtype):  # augmented frames under CPU bfloat16 autocast: one compiled pass
-            return cpu_gather.bf16_patches(maps, self.patch)
         N, C, S, _ = maps.shape
         p, n = self.patch, S // self.patch
         out = torch.empty(N, n, n, C, p, p, dtype=dtype, device=maps.device)
@@ -66,21 +65,31 @@ class HeatmapEncoder(nn.Module):
 
     def frame_tokens(self, maps: torch.Tensor) -> torch.Tensor:
         """(N, C, S, S) heatmaps of N frames -> (N, D) pooled outputs of the spatial transformer."""
+        # on the CPU, from the maps' nonzero values where they are sparse, as heatmaps are (model/sparse_patches.py)
+        nz = sparse_patches.nonzero_patches(maps, self.patch) if sparse_patches.handles(maps) else None
+        if nz is not None:
+            return self.spatial_tokens(self.embed.from_nonzero(nz, self.patch_dtype(maps.device)))
         return self.patch_tokens(self.patches(maps))
 
     def frame_tokens_at(self, maps: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """frame_tokens of maps[rows, frames] for a batch maps (B, T, C, S, S) and (F,) indices -> (F, D)."""
         dtype = self.patch_dtype(maps.device)
-        if cpu_gather.handles(maps, dtype):  # float16 maps on the CPU: one compiled pass (model/cpu_gather.py)
+        # read where they lie in the batch: no copy of the frames
+        nz = sparse_patches.nonzero_patches(maps, self.patch, rows, frames) if sparse_patches.handles(maps) else None
+        if nz is not None:
+            return self.spatial_tokens(self.embed.from_nonzero(nz, dtype))
+        if cpu_gather.handles(maps, dtype):  # dense float16 maps on the CPU: one compiled pass (model/cpu_gather.py)
             return self.patch_tokens(cpu_gather.gather_patches(maps, rows, frames, self.patch, dtype))
-        # whole frames are gathered first (contiguous runs), then reordered and cast in one copy: a third faster
-        # than gathering through a patch-ordered view, which needs a gather, a reorder and a cast
         return self.frame_tokens(maps[rows, frames])
 
     def patch_tokens(self, patches: torch.Tensor) -> torch.Tensor:
         """(N, (S/p)^2, C * p * p) patches of N frames (`patches`) -> (N, D) pooled outputs of the spatial
         transformer."""
-        tokens = self.embed(patches) + self.spatial_pe
+        return self.spatial_tokens(self.embed(patches))
+
+    def spatial_tokens(self, embedded: torch.Tensor) -> torch.Tensor:
+        """(N, (S/p)^2, D) embedded patches -> (N, D): spatial PE, the spatial transformer, the mean over patches."""
+        tokens = embedded + self.spatial_pe
         return self.spatial(tokens, None).mean(dim=1)  # every patch is real: no mask to apply
 
     def forward(self, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,9 @@ runs along the rows of both operands. oneDNN computes the same product as x^T @ 
 transposed afterwards, 1.5-1.9x faster on the CPU in bfloat16 (2 cores, N 8k-77k, K 2700, D 64: 80 against
 149 ms at N 50k); for layers of width 64-192 the two orders cost the same, so only this wide layer uses it.
 The input needs no gradient in LA2DS (maps are data), and none is computed unless asked.
+
+On the CPU the encoder skips the patches altogether: `PatchEmbed.from_nonzero` computes the same products from
+the maps' nonzero values (`model.sparse_patches`: ~5% of a heatmap), forward and weight gradient, in float32.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from model import sparse_patches
 
 
 class _PatchLinear(torch.autograd.Function):
@@ -39,6 +44,23 @@ class _PatchLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+class _SparsePatchLinear(torch.autograd.Function):
+    """y = patches W^T + b from the patches' nonzero values (`model.sparse_patches`), in float32, returned in
+    `dtype`; gradients of the weight and bias only (maps are data)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, bias: torch.Tensor, nz: sparse_patches.NonzeroPatches,
+                dtype: torch.dtype) -> torch.Tensor:
+        ctx.nz, ctx.param_dtype = nz, weight.dtype
+        return (sparse_patches.embed(nz, weight) + bias.detach().float()).to(dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        grad_w = sparse_patches.weight_grad(ctx.nz, grad).to(ctx.param_dtype)
+        grad_b = grad.sum((0, 1), dtype=torch.float32).to(ctx.param_dtype)
+        return grad_w, grad_b, None, None
+
+
 class PatchEmbed(nn.Linear):
     """`nn.Linear(in_features, out_features)` (same parameters, state dict and initialisation) whose forward
     runs in the patches' dtype (the encoder casts them once, to autocast's dtype where it is on:
@@ -47,3 +69,9 @@ class PatchEmbed(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., in_features) -> (..., out_features) in x's dtype."""
         return _PatchLinear.apply(x, self.weight, self.bias)
+
+    def from_nonzero(self, nz: sparse_patches.NonzeroPatches, dtype: torch.dtype) -> torch.Tensor:
+        """The tokens of N frames' patches from their nonzero values (`sparse_patches.nonzero_patches`, on the
+        CPU), without making the patches -> (N, (S/p)^2, out_features) in `dtype`, computed in float32; patch
+        inputs ordered channel by channel, row by row, as `HeatmapEncoder.patches` orders them."""
+        return _SparsePatchLinear.apply(self.weight, self.bias, nz, dtype)
