@@ -103,33 +103,31 @@ def _fill(maps, rows, frames, table, offsets, patch, values, slots):
                         j += 1
 
 
+@numba.njit(inline="always", cache=True)
+def _add_scaled(dst, v, src):
+    """dst += v * src, for rows (D,)."""
+    for d in range(len(dst)):
+        dst[d] += v * src[d]
+
+
 @numba.njit(parallel=True, cache=True)
 def _embed(offsets, values, slots, wt, K, out):
     """out[k, i] += value * wt[place] over frame k's listed values (out (N, n^2, D) zeroed, wt (K, D))."""
-    D = wt.shape[1]
     for k in numba.prange(len(offsets) - 1):
         for j in range(offsets[k], offsets[k + 1]):
-            s = slots[j]
-            i = s // K
-            kk = s - i * K
-            v = values[j]
-            for d in range(D):
-                out[k, i, d] += v * wt[kk, d]
+            i, place = divmod(slots[j], K)
+            _add_scaled(out[k, i], values[j], wt[place])
 
 
 @numba.njit(parallel=True, cache=True)
 def _weight_grad(offsets, values, slots, grad, K, part):
     """part[ch, place] += value * grad[k, i] over the frames of chunk ch (part (CHUNKS, K, D) zeroed)."""
-    N, D, chunks = len(offsets) - 1, grad.shape[2], part.shape[0]
+    N, chunks = len(offsets) - 1, part.shape[0]
     for ch in numba.prange(chunks):
         for k in range(N * ch // chunks, N * (ch + 1) // chunks):
             for j in range(offsets[k], offsets[k + 1]):
-                s = slots[j]
-                i = s // K
-                kk = s - i * K
-                v = values[j]
-                for d in range(D):
-                    part[ch, kk, d] += v * grad[k, i, d]
+                i, place = divmod(slots[j], K)
+                _add_scaled(part[ch, place], values[j], grad[k, i])
 
 
 @dataclass(frozen=True)
