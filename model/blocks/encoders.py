@@ -16,9 +16,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model import cpu_gather, sparse_patches
+from model.blocks import shape_ladder
 from model.blocks.attention import SelfAttentionStack
 from model.blocks.heads import mlp
 from model.blocks.patch_embed import PatchEmbed
@@ -91,8 +93,13 @@ class HeatmapEncoder(nn.Module):
 
     def spatial_tokens(self, embedded: torch.Tensor) -> torch.Tensor:
         """(N, (S/p)^2, D) embedded patches -> (N, D): spatial PE, the spatial transformer, the mean over patches."""
+        n = embedded.shape[0]
+        if shape_ladder.compiles_per_shape(embedded.device, embedded.dtype):
+            # N changes every step: padded to a rung of the ladder, the matmuls reuse their compiled kernels
+            # (model/blocks/shape_ladder.py); frames are independent, and the padded ones are dropped below
+            embedded = F.pad(embedded, (0, 0, 0, 0, 0, shape_ladder.rows(n) - n))
         tokens = embedded + self.spatial_pe
-        return self.spatial(tokens, None).mean(dim=1)  # every patch is real: no mask to apply
+        return self.spatial(tokens, None)[:n].mean(dim=1)  # every patch is real: no mask to apply
 
     def forward(self, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """maps: (B, T, C, S, S), mask: (B, T) -> (B, T, D), zero on padding."""
