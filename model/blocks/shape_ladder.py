@@ -48,3 +48,9 @@ def rows(n: int) -> int:
 def length(n: int) -> int:
     """n rounded up to a multiple of LENGTH_MULTIPLE: a sequence length that many batches share."""
     return -(-n // LENGTH_MULTIPLE) * LENGTH_MULTIPLE
+
+
+def pad_length(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, ...) -> (B, length(T), ...), padded at the end of the time axis with zeros (False for masks)."""
+    extra = length(x.shape[1]) - x.shape[1]
+    return torch.cat((x, x.new_zeros(x.shape[0], extra, *x.shape[2:])), 1) if extra else x

@@ -183,14 +183,8 @@ def heatmap_views(augment: HeatmapAugment, batch: Batch, p: HeatmapBranchParams,
     if shape_ladder.compiles_per_shape(maps.device):
         # lengths that repeat from step to step, so that the CPU's matmuls reuse their kernels
         # (model/blocks/shape_ladder.py): the added frames are masked padding, as a shorter row's are
-        g0, m0 = _pad_to(g0, shape_ladder.length(g0.shape[1])), _pad_to(m0, shape_ladder.length(m0.shape[1]))
-        pos, m1 = _pad_to(pos, shape_ladder.length(pos.shape[1])), _pad_to(m1, shape_ladder.length(m1.shape[1]))
+        g0, m0, pos, m1 = map(shape_ladder.pad_length, (g0, m0, pos, m1))
     return HeatmapViews(maps, rows0, g0[rows0, cols0], m0, frames1, changed, shows, m1, g0, pos)
-
-
-def _pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
-    """(B, T) -> (B, length), padded at the end with zeros (False)."""
-    return torch.nn.functional.pad(x, (0, length - x.shape[1]))
 
 
 class La2ds(AlignmentMethod):

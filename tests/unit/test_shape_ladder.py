@@ -33,6 +33,16 @@ def test_length_rounds_up_to_a_multiple():
     assert [shape_ladder.length(n) for n in (1, m, m + 1, 3 * m - 1)] == [m, m, 2 * m, 3 * m]
 
 
+def test_pad_length_adds_zeros_at_the_end_of_time():
+    x = torch.arange(6).reshape(2, 3, 1)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    padded, padded_mask = shape_ladder.pad_length(x), shape_ladder.pad_length(mask)
+    assert padded.shape == (2, shape_ladder.LENGTH_MULTIPLE, 1) and padded_mask.dtype == torch.bool
+    assert torch.equal(padded[:, :3], x) and not padded[:, 3:].any() and not padded_mask[:, 3:].any()
+    full = torch.zeros(2, shape_ladder.LENGTH_MULTIPLE)
+    assert shape_ladder.pad_length(full) is full  # a length on the ladder already: no copy
+
+
 def test_only_bfloat16_on_a_cpu_compiles_per_shape():
     cpu = torch.device("cpu")
     assert shape_ladder.compiles_per_shape(cpu, torch.bfloat16)
